@@ -1,0 +1,24 @@
+// Package store opens the storage backend named by a DSN. The backends live
+// in its subpackages: sqlite (embedded, the default) and postgres (for
+// several replicas); storetest is the conformance suite both pass.
+package store
+
+import (
+	"context"
+
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/token"
+	"github.com/silentrefresh/silentrefresh/user"
+)
+
+// Store is everything the server keeps: sessions, signing keys and users.
+type Store interface {
+	session.Store
+	token.KeyStore
+	user.Store
+	// Ping reports whether the database can be reached.
+	Ping(ctx context.Context) error
+	// Close releases the database.
+	Close() error
+}
+
