@@ -21,4 +21,3 @@ type Store interface {
 	// Close releases the database.
 	Close() error
 }
-
