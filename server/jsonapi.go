@@ -1,0 +1,228 @@
+package server
+
+import (
+	"errors"
+	"net/http"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/user"
+)
+
+// loginRequest is the body of POST /api/auth/login.
+type loginRequest struct {
+	Username *string `json:"username"`
+	Password *string `json:"password"`
+	// Cookie asks for the refresh token as an HttpOnly cookie instead of in
+	// the body (cookie mode).
+	Cookie bool `json:"cookie"`
+}
+
+// refreshRequest is the body of POST /api/auth/refresh and logout.
+type refreshRequest struct {
+	RefreshToken *string `json:"refreshToken"`
+}
+
+// tokenReply is the JSON API's answer to a login or refresh.
+type tokenReply struct {
+	AccessToken      string `json:"accessToken"`
+	RefreshToken     string `json:"refreshToken,omitempty"` // absent in cookie mode
+	TokenType        string `json:"tokenType"`
+	ExpiresIn        int64  `json:"expiresIn"`
+	RefreshExpiresIn int64  `json:"refreshExpiresIn"`
+}
+
+func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
+	var req loginRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	if req.Username == nil || *req.Username == "" {
+		writeError(w, badRequest("invalid_request", `field "username" is required`))
+		return
+	}
+	if req.Password == nil || *req.Password == "" {
+		writeError(w, badRequest("invalid_request", `field "password" is required`))
+		return
+	}
+	if req.Cookie {
+		if e := s.checkOrigin(r); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
+	g, err := s.login(r, *req.Username, *req.Password, "")
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	s.writeGrant(w, g, req.Cookie)
+}
+
+// login authenticates and opens a session. Its errors are *apiError for the
+// client's mistakes and others for internalError.
+func (s *Server) login(r *http.Request, username, password, clientID string) (session.Grant, error) {
+	if err := user.ValidUsername(username); err != nil {
+		return session.Grant{}, badRequest("invalid_request", "%v", err)
+	}
+	u, err := s.authenticate(r, username, password)
+	if err != nil {
+		return session.Grant{}, err
+	}
+	g, err := s.engine.Login(r.Context(), u.ID, clientID)
+	if err != nil {
+		return session.Grant{}, err
+	}
+	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)
+	return g, nil
+}
+
+// fail answers err: an *apiError as it is, anything else as internalError.
+func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
+	var ae *apiError
+	if errors.As(err, &ae) {
+		writeError(w, ae)
+		return
+	}
+	s.internalError(w, r, err)
+}
+
+func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if e := decodeJSON(w, r, &req); e != nil {
+		writeError(w, e)
+		return
+	}
+	rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	g, err := s.engine.Refresh(r.Context(), rt, "")
+	s.observeRefresh(g, err)
+	var ge *session.GrantError
+	switch {
+	case errors.As(err, &ge):
+		if fromCookie {
+			s.clearRefreshCookie(w)
+		}
+		writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "invalid_grant", Description: string(ge.Reason)})
+		return
+	case err != nil:
+		s.internalError(w, r, err)
+		return
+	}
+	s.writeGrant(w, g, fromCookie)
+}
+
+// presentedRefreshToken returns the refresh token of a JSON API request:
+// the body's refreshToken, or in cookie mode the cookie, after the origin
+// check that cookie authentication needs.
+func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok string, fromCookie bool, e *apiError) {
+	if body != nil {
+		if *body == "" {
+			return "", false, badRequest("invalid_request", `field "refreshToken" must not be empty`)
+		}
+		return *body, false, nil
+	}
+	c, err := r.Cookie(refreshCookie)
+	if err != nil || c.Value == "" {
+		return "", false, badRequest("invalid_request", `field "refreshToken" is required`)
+	}
+	if e := s.checkOrigin(r); e != nil {
+		return "", false, e
+	}
+	return c.Value, true, nil
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	var req refreshRequest
+	if r.ContentLength != 0 {
+		if e := decodeJSON(w, r, &req); e != nil {
+			writeError(w, e)
+			return
+		}
+	}
+	if req.RefreshToken != nil || hasRefreshCookie(r) {
+		rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		if err := s.engine.Logout(r.Context(), rt); err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+		if fromCookie {
+			s.clearRefreshCookie(w)
+		}
+		s.metrics.logouts.Inc()
+		w.WriteHeader(http.StatusNoContent)
+		return
+	}
+	raw, err := ParseBearer(r.Header.Get("Authorization"))
+	if err != nil {
+		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
+		return
+	}
+	// An expired or otherwise invalid access token has nothing to revoke
+	// that this server can trust: logout stays idempotent and answers 204.
+	if claims, err := s.verifier.Verify(r.Context(), raw); err == nil {
+		if err := s.engine.RevokeSession(r.Context(), claims.SessionID, "logout"); err != nil {
+			s.internalError(w, r, err)
+			return
+		}
+	}
+	s.metrics.logouts.Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
+	c, _ := ClaimsFrom(r.Context())
+	now := s.cfg.Now()
+	writeJSON(w, http.StatusOK, map[string]any{
+		"active":    true,
+		"expiresIn": secondsUntil(c.ExpiresAt, now),
+		"sub":       c.Subject,
+		"sid":       c.SessionID,
+	})
+}
+
+func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
+	c, _ := ClaimsFrom(r.Context())
+	writeJSON(w, http.StatusOK, map[string]any{
+		"sub":       c.Subject,
+		"sid":       c.SessionID,
+		"clientId":  c.ClientID,
+		"expiresAt": c.ExpiresAt.UTC().Format(time.RFC3339),
+		"expiresIn": secondsUntil(c.ExpiresAt, s.cfg.Now()),
+	})
+}
+
+// writeGrant answers a login or refresh on the JSON API.
+func (s *Server) writeGrant(w http.ResponseWriter, g session.Grant, cookie bool) {
+	now := s.cfg.Now()
+	reply := tokenReply{
+		AccessToken:      g.AccessToken,
+		RefreshToken:     g.RefreshToken,
+		TokenType:        "Bearer",
+		ExpiresIn:        secondsUntil(g.AccessExpiresAt, now),
+		RefreshExpiresIn: secondsUntil(g.RefreshExpiresAt, now),
+	}
+	if cookie {
+		s.setRefreshCookie(w, g, now)
+		reply.RefreshToken = ""
+	}
+	writeJSON(w, http.StatusOK, reply)
+}
+
+// secondsUntil is the whole seconds from now to t, at least 1 for a time
+// still ahead, as expires_in (RFC 6749 section 5.1) is an integer.
+func secondsUntil(t, now time.Time) int64 {
+	d := t.Sub(now)
+	if d <= 0 {
+		return 0
+	}
+	return max(1, int64(d/time.Second))
+}

@@ -1,0 +1,442 @@
+// Package server is the HTTP face of silentrefresh: the seed's JSON API
+// (login, refresh, heartbeat, logout), the standard OAuth2 endpoints
+// (RFC 6749 token, RFC 7009 revocation, RFC 8414 metadata), JWKS, metrics
+// and health, and the RequireBearer middleware that other Go services can
+// mount to accept its access tokens.
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/store"
+	"github.com/silentrefresh/silentrefresh/token"
+	"github.com/silentrefresh/silentrefresh/user"
+)
+
+// Config configures a Server. Store is required; every other field has a
+// useful zero value.
+type Config struct {
+	// Store keeps sessions, signing keys and users.
+	Store store.Store
+	// Issuer is the server's public base URL, the "iss" of its tokens and
+	// the base of the URLs in its metadata. Default "http://localhost".
+	Issuer string
+	// Audience is the "aud" of access tokens. Default: Issuer.
+	Audience string
+
+	// Lifetimes, as in session.Config; zero means the default.
+	AccessTTL, RefreshTTL, SessionTTL, Grace time.Duration
+
+	// AllowedOrigins are origins besides the server's own from which
+	// cookie-mode requests are accepted, e.g. "https://app.example.com".
+	AllowedOrigins []string
+
+	// LoginLimit bounds failed logins per username and per client address.
+	// Zero: 10 failures, then one per 6 s, per username; 100 failures, then
+	// 10 per second, per address.
+	LoginLimit LoginLimit
+
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+	// Logger receives one line per request and the security events; nil
+	// discards. Tokens are never logged.
+	Logger *slog.Logger
+	// Registry receives the server's metrics and is served at /metrics. Nil
+	// means a new registry with the Go and process collectors.
+	Registry *prometheus.Registry
+	// Assets, when set, is served for paths no API route matches: the
+	// browser client and demo page.
+	Assets http.Handler
+}
+
+// Server serves the HTTP API. Create one with New.
+type Server struct {
+	cfg      Config
+	store    store.Store
+	engine   *session.Engine
+	issuer   *token.Issuer
+	keys     *token.StoreKeySet
+	verifier *token.Verifier
+	metrics  *metrics
+	log      *slog.Logger
+	mux      *http.ServeMux
+	byUser   *failureLimiter
+	byAddr   *failureLimiter
+	handler  http.Handler
+}
+
+// New returns a Server over cfg.Store. On first start it creates the
+// signing key and the rotation secret in the store.
+func New(ctx context.Context, cfg Config) (*Server, error) {
+	if cfg.Store == nil {
+		return nil, errors.New("server: Config.Store is required")
+	}
+	if cfg.Issuer == "" {
+		cfg.Issuer = "http://localhost"
+	}
+	cfg.Issuer = strings.TrimRight(cfg.Issuer, "/")
+	if cfg.Audience == "" {
+		cfg.Audience = cfg.Issuer
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Registry == nil {
+		cfg.Registry = newRegistry()
+	}
+	if cfg.LoginLimit == (LoginLimit{}) {
+		cfg.LoginLimit = LoginLimit{Burst: 10, Every: 6 * time.Second}
+	}
+	if cfg.LoginLimit.Burst < 1 || cfg.LoginLimit.Every <= 0 {
+		return nil, fmt.Errorf("server: login limit %+v must have a positive burst and interval", cfg.LoginLimit)
+	}
+	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
+		return nil, fmt.Errorf("server: signing key: %w", err)
+	}
+	issuer := token.NewIssuer(cfg.Store, cfg.Issuer, []string{cfg.Audience})
+	if err := issuer.Reload(ctx); err != nil {
+		return nil, fmt.Errorf("server: load signing key: %w", err)
+	}
+	engine, err := session.NewEngine(ctx, cfg.Store, issuer, session.Config{
+		AccessTTL:  cfg.AccessTTL,
+		RefreshTTL: cfg.RefreshTTL,
+		SessionTTL: cfg.SessionTTL,
+		Grace:      cfg.Grace,
+		Now:        cfg.Now,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	keys := token.NewStoreKeySet(cfg.Store, token.WithClock(cfg.Now))
+	verifier, err := token.NewVerifier(keys, token.VerifierConfig{
+		Issuer:   cfg.Issuer,
+		Audience: cfg.Audience,
+		Now:      cfg.Now, // the server is its own clock: no leeway
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	s := &Server{
+		cfg:      cfg,
+		store:    cfg.Store,
+		engine:   engine,
+		issuer:   issuer,
+		keys:     keys,
+		verifier: verifier,
+		metrics:  newMetrics(cfg.Registry),
+		log:      cfg.Logger,
+		byUser:   newFailureLimiter(cfg.LoginLimit, cfg.Now),
+		byAddr:   newFailureLimiter(LoginLimit{Burst: cfg.LoginLimit.Burst * 10, Every: cfg.LoginLimit.Every / 60}, cfg.Now),
+	}
+	s.routes()
+	return s, nil
+}
+
+// Engine returns the session engine behind the server.
+func (s *Server) Engine() *session.Engine { return s.engine }
+
+// Verifier returns the verifier the server checks its own access tokens
+// with.
+func (s *Server) Verifier() *token.Verifier { return s.verifier }
+
+// ServeHTTP serves the API.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
+
+// RotateSigningKey adds a new signing key, which signs every access token
+// from now on. With dropOld, the previous keys are deleted, so access tokens
+// signed with them stop verifying at once (clients recover by refreshing);
+// without it they keep verifying until they expire.
+func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
+	old, err := s.store.SigningKeys(ctx)
+	if err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
+	k, err := token.GenerateKey(s.cfg.Now())
+	if err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
+	if err := s.store.AddSigningKey(ctx, k); err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
+	if dropOld {
+		for _, o := range old {
+			if err := s.store.DeleteSigningKey(ctx, o.ID); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
+				return fmt.Errorf("server: drop key %s: %w", o.ID, err)
+			}
+		}
+	}
+	if err := s.issuer.Reload(ctx); err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
+	if err := s.keys.Reload(ctx); err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
+	s.log.Info("signing key rotated", "kid", k.ID, "dropped_old", dropOld)
+	return nil
+}
+
+// CollectExpired deletes sessions past their absolute expiry, once now and
+// then every interval until ctx ends.
+func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		n, err := s.store.DeleteExpired(ctx, s.cfg.Now())
+		switch {
+		case err != nil && ctx.Err() == nil:
+			s.log.Warn("deleting expired sessions failed", "err", err)
+		case n > 0:
+			s.log.Info("deleted expired sessions", "count", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (s *Server) routes() {
+	mux := http.NewServeMux()
+	s.mux = mux
+	bearer := RequireBearer(s.verifier,
+		WithSessionCheck(s.checkSession),
+		func(c *bearerConfig) {
+			c.observe = func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }
+			c.unavailable = s.answerUnavailable
+		})
+
+	handle := func(pattern, route string, h http.Handler) {
+		obs := s.metrics.latency.WithLabelValues(route)
+		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			start := time.Now()
+			h.ServeHTTP(w, r)
+			obs.Observe(time.Since(start).Seconds())
+		}))
+	}
+	handle("POST /api/auth/login", "login", http.HandlerFunc(s.handleLogin))
+	handle("POST /api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
+	handle("POST /api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
+	handle("GET /api/heartbeat", "heartbeat", bearer(http.HandlerFunc(s.handleHeartbeat)))
+	handle("GET /api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
+	handle("POST /oauth2/token", "token", http.HandlerFunc(s.handleToken))
+	handle("POST /oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
+	handle("GET /.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
+	handle("GET /.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", s.handleHealth)
+	for _, p := range []string{"/api/", "/oauth2/", "/.well-known/"} {
+		mux.HandleFunc(p, s.handleNotFound)
+	}
+	if s.cfg.Assets != nil {
+		mux.Handle("GET /", s.cfg.Assets)
+	} else {
+		mux.HandleFunc("/", s.handleNotFound)
+	}
+	s.handler = s.logRequests(s.recoverPanics(mux))
+}
+
+// handleNotFound answers unknown API paths and wrong methods with JSON.
+func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
+	// The mux answers 405 itself for a known path with another method;
+	// everything that reaches here is unknown.
+	writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found",
+		Description: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
+}
+
+// checkSession is the per-request revocation check of session-checked
+// endpoints: one primary-key lookup.
+func (s *Server) checkSession(ctx context.Context, sid string) error {
+	_, err := s.engine.Session(ctx, sid)
+	return err
+}
+
+// answerUnavailable answers 503 for errors that mean the database cannot be
+// reached, and reports whether it did.
+func (s *Server) answerUnavailable(w http.ResponseWriter, err error) bool {
+	if !unavailable(err) {
+		return false
+	}
+	s.log.Warn("database unavailable", "err", err)
+	writeError(w, &apiError{Status: http.StatusServiceUnavailable, Code: "temporarily_unavailable",
+		Description: "the session database is unreachable; retry shortly", RetryAfter: 1})
+	return true
+}
+
+func unavailable(err error) bool {
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+}
+
+// internalError answers an unexpected server-side error: 503 when the
+// database is unreachable, 500 otherwise; the details go to the log only.
+func (s *Server) internalError(w http.ResponseWriter, r *http.Request, err error) {
+	if s.answerUnavailable(w, err) {
+		return
+	}
+	s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+	writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "server_error",
+		Description: "internal error"})
+}
+
+func (s *Server) handleHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.store.Ping(ctx); err != nil {
+		s.log.Warn("health check failed", "err", err)
+		w.Header().Set("Retry-After", "1")
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "unavailable", "database": "unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "database": "ok"})
+}
+
+func (s *Server) handleJWKS(w http.ResponseWriter, r *http.Request) {
+	b, err := token.JWKS(r.Context(), s.store)
+	if err != nil {
+		s.internalError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/jwk-set+json")
+	w.Header().Set("Cache-Control", "public, max-age=60")
+	_, _ = w.Write(b)
+}
+
+func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
+	iss := s.cfg.Issuer
+	w.Header().Set("Cache-Control", "public, max-age=300")
+	writeJSON(w, http.StatusOK, map[string]any{
+		"issuer":                                           iss,
+		"token_endpoint":                                   iss + "/oauth2/token",
+		"revocation_endpoint":                              iss + "/oauth2/revoke",
+		"jwks_uri":                                         iss + "/.well-known/jwks.json",
+		"grant_types_supported":                            []string{"password", "refresh_token"},
+		"response_types_supported":                         []string{},
+		"token_endpoint_auth_methods_supported":            []string{"none"},
+		"revocation_endpoint_auth_methods_supported":       []string{"none"},
+		"token_endpoint_auth_signing_alg_values_supported": nil,
+		"id_token_signing_alg_values_supported":            nil,
+		"access_token_signing_alg_values_supported":        []string{token.AlgEdDSA},
+	})
+}
+
+// recoverPanics turns a panic into a 500 with a JSON body, logged without
+// the request's headers.
+func (s *Server) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		defer func() {
+			if v := recover(); v != nil {
+				if v == http.ErrAbortHandler {
+					panic(v)
+				}
+				s.log.Error("handler panicked", "method", r.Method, "path", r.URL.Path, "panic", fmt.Sprint(v))
+				writeError(w, &apiError{Status: http.StatusInternalServerError, Code: "server_error", Description: "internal error"})
+			}
+		}()
+		next.ServeHTTP(w, r)
+	})
+}
+
+// statusWriter records the status a handler wrote.
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.status == 0 {
+		w.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// logRequests logs method, path, status and duration at debug level. It
+// never logs headers, query strings or bodies, where tokens travel.
+func (s *Server) logRequests(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.log.Enabled(r.Context(), slog.LevelDebug) {
+			next.ServeHTTP(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w}
+		next.ServeHTTP(sw, r)
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
+			"duration", time.Since(start), "remote", r.RemoteAddr)
+	})
+}
+
+// authenticate checks a username and password against the store and the
+// failed-login limits. It returns the user, an *apiError to answer, or
+// another error for internalError.
+func (s *Server) authenticate(r *http.Request, username, password string) (user.User, error) {
+	addr := clientAddr(r)
+	if d := max(s.byUser.retryAfter("u:"+username), s.byAddr.retryAfter("a:"+addr)); d > 0 {
+		s.metrics.logins.WithLabelValues("rate_limited").Inc()
+		s.log.Warn("login rate limited", "username", username, "remote", addr)
+		return user.User{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+			Description: "too many failed logins; retry later", RetryAfter: seconds(d)}
+	}
+	u, err := user.Authenticate(r.Context(), s.store, username, password)
+	switch {
+	case errors.Is(err, user.ErrInvalidCredentials):
+		s.byUser.fail("u:" + username)
+		s.byAddr.fail("a:" + addr)
+		s.metrics.logins.WithLabelValues("invalid_credentials").Inc()
+		s.log.Info("login failed", "username", username, "remote", addr)
+		return user.User{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
+			Description: "unknown username or wrong password"}
+	case err != nil:
+		s.metrics.logins.WithLabelValues("error").Inc()
+		return user.User{}, err
+	}
+	s.metrics.logins.WithLabelValues("success").Inc()
+	return u, nil
+}
+
+// clientAddr is the host of the request's remote address.
+func clientAddr(r *http.Request) string {
+	host := r.RemoteAddr
+	if i := strings.LastIndexByte(host, ':'); i > 0 {
+		host = host[:i]
+	}
+	return host
+}
+
+// observeRefresh counts a refresh outcome and logs the security-relevant
+// ones.
+func (s *Server) observeRefresh(g session.Grant, err error) {
+	var ge *session.GrantError
+	switch {
+	case err == nil:
+		s.metrics.refreshes.WithLabelValues(string(g.Outcome)).Inc()
+	case errors.As(err, &ge):
+		s.metrics.refreshes.WithLabelValues(string(ge.Reason)).Inc()
+		if ge.Reason == session.ReasonReused {
+			s.log.Warn("refresh token reuse detected: session revoked", "sid", ge.SessionID)
+		}
+	default:
+		s.metrics.refreshes.WithLabelValues(outcomeError).Inc()
+	}
+}

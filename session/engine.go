@@ -1,0 +1,362 @@
+// Package session holds the rotation rules of refresh tokens: families
+// (one per login), generations, idle and absolute lifetimes, the grace
+// window and reuse detection. It is pure logic over a Store and a clock; the
+// stores live in store/sqlite and store/postgres.
+package session
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/token"
+)
+
+// Defaults for the zero values of Config.
+const (
+	DefaultAccessTTL  = 30 * time.Minute
+	DefaultRefreshTTL = 7 * 24 * time.Hour
+	DefaultSessionTTL = 30 * 24 * time.Hour
+	DefaultGrace      = 10 * time.Second
+)
+
+// rotationSecretName is the name of the secret that derives successors.
+const rotationSecretName = "rotation"
+
+// Config sets the lifetimes of an Engine. The zero value of each field
+// means its default.
+type Config struct {
+	AccessTTL  time.Duration // lifetime of an access token; zero: 30m
+	RefreshTTL time.Duration // idle lifetime of a refresh token; zero: 168h
+	SessionTTL time.Duration // absolute lifetime of a family; zero: 720h
+	// Grace is how long after its rotation a refresh token may be
+	// presented again and answered with the same successor. Zero means
+	// 10s; a negative value turns the grace window off.
+	Grace time.Duration
+	// Now returns the current time; nil means time.Now.
+	Now func() time.Time
+}
+
+// Minter mints access tokens. token.Issuer implements it.
+type Minter interface {
+	Mint(ctx context.Context, c token.Claims) (string, error)
+}
+
+// Outcome says how a Grant came to be.
+type Outcome string
+
+// The outcomes of a successful Login or Refresh.
+const (
+	OutcomeLogin       Outcome = "login"
+	OutcomeRotated     Outcome = "rotated"
+	OutcomeGraceReplay Outcome = "grace_replay"
+)
+
+// Grant is what a login or a refresh hands to the client.
+type Grant struct {
+	AccessToken      string
+	AccessExpiresAt  time.Time // never after Family.ExpiresAt
+	RefreshToken     string
+	RefreshExpiresAt time.Time // never after Family.ExpiresAt
+	Family           Family
+	Outcome          Outcome
+}
+
+// Reason says why a refresh was refused; it is the error_description of the
+// invalid_grant answer.
+type Reason string
+
+// The reasons of a refused refresh.
+const (
+	ReasonUnknown    Reason = "unknown"
+	ReasonRevoked    Reason = "revoked"
+	ReasonExpired    Reason = "expired"
+	ReasonSuperseded Reason = "superseded"
+	ReasonReused     Reason = "reused"
+	// ReasonClientMismatch: the token was issued to another client_id.
+	ReasonClientMismatch Reason = "client_mismatch"
+)
+
+// ErrInvalidGrant is matched (errors.Is) by every *GrantError.
+var ErrInvalidGrant = errors.New("session: invalid grant")
+
+// ErrSessionEnded is returned by Engine.Session for a family that is revoked
+// or past its absolute expiry.
+var ErrSessionEnded = errors.New("session: ended")
+
+// GrantError is the error of a refused refresh. The client must log in
+// again.
+type GrantError struct {
+	Reason Reason
+	// SessionID is the family of the presented token, when it is known;
+	// for audit logs.
+	SessionID string
+}
+
+func (e *GrantError) Error() string { return "session: invalid grant: " + string(e.Reason) }
+
+// Is makes errors.Is(err, ErrInvalidGrant) true.
+func (e *GrantError) Is(target error) bool { return target == ErrInvalidGrant }
+
+// Engine applies the rotation rules. It is safe for concurrent use; the
+// atomicity of a rotation comes from Store.Exchange.
+type Engine struct {
+	store  Store
+	minter Minter
+	cfg    Config
+	secret []byte // derives successors; shared by every replica
+}
+
+// NewEngine returns an Engine over st. It loads the rotation secret from the
+// store, creating it on first start.
+func NewEngine(ctx context.Context, st Store, m Minter, cfg Config) (*Engine, error) {
+	if st == nil || m == nil {
+		return nil, errors.New("session: NewEngine needs a Store and a Minter")
+	}
+	if cfg.AccessTTL < 0 || cfg.RefreshTTL < 0 || cfg.SessionTTL < 0 {
+		return nil, errors.New("session: lifetimes must be positive")
+	}
+	if cfg.AccessTTL == 0 {
+		cfg.AccessTTL = DefaultAccessTTL
+	}
+	if cfg.RefreshTTL == 0 {
+		cfg.RefreshTTL = DefaultRefreshTTL
+	}
+	if cfg.SessionTTL == 0 {
+		cfg.SessionTTL = DefaultSessionTTL
+	}
+	if cfg.Grace == 0 {
+		cfg.Grace = DefaultGrace
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	candidate := make([]byte, 32)
+	if _, err := rand.Read(candidate); err != nil {
+		return nil, fmt.Errorf("session: generate rotation secret: %w", err)
+	}
+	secret, err := st.LoadOrStoreSecret(ctx, rotationSecretName, candidate)
+	if err != nil {
+		return nil, fmt.Errorf("session: load rotation secret: %w", err)
+	}
+	if len(secret) < 32 {
+		return nil, fmt.Errorf("session: stored rotation secret is %d bytes, want 32", len(secret))
+	}
+	return &Engine{store: st, minter: m, cfg: cfg, secret: secret}, nil
+}
+
+// Config returns the engine's configuration with defaults filled in.
+func (e *Engine) Config() Config { return e.cfg }
+
+// now is the engine's clock, in UTC at microsecond precision, which every
+// store keeps exactly.
+func (e *Engine) now() time.Time {
+	return e.cfg.Now().UTC().Truncate(time.Microsecond)
+}
+
+// Login opens a new family for subject and returns its first tokens.
+func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
+	if subject == "" {
+		return Grant{}, errors.New("session: login needs a subject")
+	}
+	now := e.now()
+	rt, err := token.NewRefreshToken()
+	if err != nil {
+		return Grant{}, fmt.Errorf("session: login: %w", err)
+	}
+	fam := Family{
+		ID:        token.NewID(),
+		Subject:   subject,
+		ClientID:  clientID,
+		CreatedAt: now,
+		ExpiresAt: now.Add(e.cfg.SessionTTL),
+	}
+	first := RefreshToken{
+		Hash:      token.HashRefreshToken(rt),
+		FamilyID:  fam.ID,
+		IssuedAt:  now,
+		ExpiresAt: e.refreshExpiry(now, fam),
+	}
+	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
+		return Grant{}, fmt.Errorf("session: login: %w", err)
+	}
+	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+}
+
+// Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
+// answer the same successor again inside the grace window, or refuse with a
+// *GrantError. A token presented again outside the grace window revokes its
+// whole family.
+func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
+	if refreshToken == "" {
+		return Grant{}, &GrantError{Reason: ReasonUnknown}
+	}
+	now := e.now()
+	hash := token.HashRefreshToken(refreshToken)
+	successor := token.SuccessorToken(e.secret, refreshToken)
+	succHash := token.HashRefreshToken(successor)
+
+	var (
+		outcome Outcome
+		refusal Reason
+		fam     Family
+		expires time.Time
+	)
+	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
+		outcome, refusal, fam = "", "", c.Family
+		f, t := c.Family, c.Token
+		switch {
+		case f.Revoked():
+			refusal = ReasonRevoked
+			return Change{}, nil
+		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
+			refusal = ReasonExpired
+			return Change{}, nil
+		case !t.Consumed() && clientMismatch(clientID, f.ClientID):
+			refusal = ReasonClientMismatch
+			return Change{}, nil
+		case !t.Consumed():
+			outcome = OutcomeRotated
+			expires = e.refreshExpiry(now, f)
+			next := &RefreshToken{
+				Hash:       succHash,
+				FamilyID:   f.ID,
+				Generation: t.Generation + 1,
+				IssuedAt:   now,
+				ExpiresAt:  expires,
+			}
+			return Change{Consume: next, ConsumedAt: now}, nil
+		case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
+			s := c.Successor
+			if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
+				// The stored successor is not the derived one: the secret
+				// changed under us. Refuse rather than fork the chain.
+				refusal = ReasonSuperseded
+				return Change{}, nil
+			}
+			if s.Consumed() {
+				refusal = ReasonSuperseded
+				return Change{}, nil
+			}
+			if clientMismatch(clientID, f.ClientID) {
+				refusal = ReasonClientMismatch
+				return Change{}, nil
+			}
+			outcome = OutcomeGraceReplay
+			expires = s.ExpiresAt
+			return Change{}, nil
+		default:
+			refusal = ReasonReused
+			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
+		}
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Grant{}, &GrantError{Reason: ReasonUnknown}
+	case err != nil:
+		return Grant{}, fmt.Errorf("session: refresh: %w", err)
+	case refusal != "":
+		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
+	}
+	return e.grant(ctx, now, fam, successor, expires, outcome)
+}
+
+// Logout revokes the family of a refresh token. An unknown token is not an
+// error: logging out is idempotent.
+func (e *Engine) Logout(ctx context.Context, refreshToken string) error {
+	if refreshToken == "" {
+		return nil
+	}
+	now := e.now()
+	err := e.store.Exchange(ctx, token.HashRefreshToken(refreshToken), func(c Chain) (Change, error) {
+		if c.Family.Revoked() {
+			return Change{}, nil
+		}
+		return Change{Revoke: true, RevokeAt: now, RevokeReason: "logout"}, nil
+	})
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("session: logout: %w", err)
+	}
+	return nil
+}
+
+// RevokeSession revokes the family with the given ID (the "sid" of its
+// access tokens). An unknown ID is not an error.
+func (e *Engine) RevokeSession(ctx context.Context, sessionID, reason string) error {
+	if sessionID == "" {
+		return nil
+	}
+	err := e.store.RevokeFamily(ctx, sessionID, e.now(), reason)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("session: revoke: %w", err)
+	}
+	return nil
+}
+
+// Session returns the live family with the given ID. A family that is
+// unknown, revoked or past its absolute expiry gives an error wrapping
+// ErrSessionEnded.
+func (e *Engine) Session(ctx context.Context, sessionID string) (Family, error) {
+	if sessionID == "" {
+		return Family{}, fmt.Errorf("%w: no session id", ErrSessionEnded)
+	}
+	f, err := e.store.Family(ctx, sessionID)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return Family{}, fmt.Errorf("%w: unknown session", ErrSessionEnded)
+	case err != nil:
+		return Family{}, fmt.Errorf("session: look up: %w", err)
+	case f.Revoked():
+		return f, fmt.Errorf("%w: revoked (%s)", ErrSessionEnded, f.RevokeReason)
+	case !e.now().Before(f.ExpiresAt):
+		return f, fmt.Errorf("%w: expired", ErrSessionEnded)
+	}
+	return f, nil
+}
+
+// refreshExpiry is the idle expiry of a token issued at now, capped by the
+// family's absolute expiry.
+func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
+	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
+}
+
+// grant mints the access token that goes with a refresh token.
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
+	exp := minTime(now.Add(e.cfg.AccessTTL), f.ExpiresAt)
+	at, err := e.minter.Mint(ctx, token.Claims{
+		Subject:   f.Subject,
+		ExpiresAt: exp,
+		IssuedAt:  now,
+		ClientID:  f.ClientID,
+		SessionID: f.ID,
+	})
+	if err != nil {
+		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
+	}
+	return Grant{
+		AccessToken:      at,
+		AccessExpiresAt:  exp,
+		RefreshToken:     refresh,
+		RefreshExpiresAt: refreshExp,
+		Family:           f,
+		Outcome:          o,
+	}, nil
+}
+
+// clientMismatch reports whether a client_id was presented that is not the
+// one the family was issued to. A token from a login without client_id may
+// be refreshed by any client, and a refresh without client_id is accepted,
+// as public clients need no registration.
+func clientMismatch(presented, issued string) bool {
+	return presented != "" && issued != "" && presented != issued
+}
+
+func minTime(a, b time.Time) time.Time {
+	if b.Before(a) {
+		return b
+	}
+	return a
+}
