@@ -1,0 +1,188 @@
+// Type declarations for silentrefresh.js.
+
+/** Where the tokens are kept. */
+export interface StorageAdapter {
+  /** Returns the stored string, or null. May return a promise. */
+  get(key: string): string | null | Promise<string | null>;
+  /** Stores a string. May return a promise. */
+  set(key: string, value: string): void | Promise<void>;
+  /** Removes a key. May return a promise. */
+  remove(key: string): void | Promise<void>;
+  /**
+   * Whether other tabs read the same data (default true). A shared store is
+   * re-read under the lock; an unshared one gets the tokens by message.
+   */
+  shared?: boolean;
+}
+
+/** The parts of navigator.locks the client uses. */
+export interface LockManagerLike {
+  request<T>(
+    name: string,
+    options: { ifAvailable?: boolean; signal?: AbortSignal; mode?: 'exclusive' | 'shared' },
+    callback: (lock: unknown | null) => T | Promise<T>,
+  ): Promise<T>;
+}
+
+export interface ClientOptions {
+  /** The server's base URL, e.g. "https://auth.example.com". Default: location.origin. */
+  baseUrl?: string;
+  /**
+   * 'local' (localStorage, the default: shared by tabs), 'memory' (this tab
+   * only, gone on reload), a Web Storage object, or an adapter.
+   */
+  storage?: 'local' | 'memory' | Storage | StorageAdapter;
+  /**
+   * 'bearer' (default): the JSON API returns both tokens and the client keeps
+   * them. 'cookie': the server keeps the refresh token in an HttpOnly
+   * `__Host-srt` cookie; script never sees it, and storage holds only the
+   * access token.
+   */
+  mode?: 'bearer' | 'cookie';
+  /** Names the session: storage key, lock and channel are "silentrefresh:<key>". Default "default". */
+  key?: string;
+  /**
+   * Called once when the session is over (refresh token unknown, revoked,
+   * expired, superseded or reused; logged out in another tab; heartbeat
+   * refused). Called again only after a new session has begun.
+   */
+  onReauthRequired?: (err: ReauthRequiredError) => void;
+  /** Milliseconds before expiry at which a token counts as stale (at most a quarter of its lifetime). Default 10000. */
+  leeway?: number;
+  /** Milliseconds for one refresh call. Default 15000. */
+  refreshTimeout?: number;
+  /** Heartbeat interval in ms while the tab is visible; true means 60000; 0 or false (default) disables it. */
+  heartbeat?: number | boolean;
+  /** Coordinate with other tabs (Web Locks, BroadcastChannel). Default: true unless storage is 'memory'. */
+  crossTab?: boolean;
+  /** fetch credentials for the auth calls. Default 'same-origin' in cookie mode; use 'include' for a cross-origin server. */
+  credentials?: RequestCredentials;
+  /** Endpoint paths, relative to baseUrl. */
+  paths?: Partial<{ login: string; refresh: string; logout: string; heartbeat: string }>;
+  /** Whether a request URL gets the access token. Default: same origin as baseUrl. */
+  shouldAttach?: (url: string) => boolean;
+  /** The fetch to use. Default: globalThis.fetch. */
+  fetch?: typeof fetch;
+  /** Web Locks. Default navigator.locks; null disables locking. */
+  locks?: LockManagerLike | null;
+  /** BroadcastChannel constructor. Default globalThis.BroadcastChannel; null disables it. */
+  BroadcastChannel?: typeof BroadcastChannel | null;
+  /** For visibilitychange. Default globalThis.document. */
+  document?: Pick<Document, 'visibilityState' | 'addEventListener' | 'removeEventListener'> | null;
+  /** For online and storage events. Default window. */
+  window?: Pick<Window, 'addEventListener' | 'removeEventListener'> | null;
+  /** The clock, in ms since the epoch. Default Date.now. */
+  now?: () => number;
+}
+
+/** The tokens of the current session, as this tab sees them. */
+export interface Tokens {
+  readonly accessToken: string;
+  readonly tokenType: string;
+  /** When the access token expires, ms since the epoch (client clock). */
+  readonly expiresAt: number;
+  /** When the client received it, ms since the epoch. */
+  readonly obtainedAt: number;
+  /** When the refresh token idles out, ms since the epoch, if the server said. */
+  readonly refreshExpiresAt: number | null;
+  /** Absent in cookie mode. */
+  readonly refreshToken?: string;
+}
+
+export interface RequestEvent {
+  id: number;
+  method: string;
+  url: string;
+  phase: 'start' | 'end';
+  startedAt: number;
+  endedAt?: number;
+  /** 0 when the request failed without a response. */
+  status?: number;
+  /** The name of the error when it failed. */
+  error?: string;
+  /** Sent a second time after a 401. */
+  replayed?: boolean;
+  /** Waited for a refresh before it went out. */
+  waited?: boolean;
+}
+
+export interface RefreshEvent {
+  id: number;
+  /**
+   * wait: waiting for the lock; start: calling the server; done: new tokens;
+   * adopted: another tab had refreshed; failed: see reason.
+   */
+  phase: 'wait' | 'start' | 'done' | 'adopted' | 'failed';
+  at: number;
+  startedAt?: number;
+  reason?: string;
+}
+
+export interface ClientEvents {
+  request: RequestEvent;
+  refresh: RefreshEvent;
+  tokens: { tokens: Tokens; source: 'login' | 'refresh' | 'peer' | 'store' };
+  reauth: { reason: string };
+  logout: Record<string, never>;
+  peer: { type: 'tokens' | 'ended'; reason?: string };
+  heartbeat: { phase: 'start' | 'end'; at: number; status?: number; active?: boolean; error?: string };
+}
+
+/** A fetch-compatible function that keeps its tokens fresh, plus session methods. */
+export interface SilentRefreshClient {
+  (input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
+  /** Logs in; in cookie mode asks the server for the refresh-token cookie. */
+  login(username: string, password: string, extra?: Record<string, unknown>): Promise<Tokens>;
+  /** Forgets the tokens here and in every tab, and revokes the session. Resolves false if the server was not reached. */
+  logout(): Promise<boolean>;
+  /** This tab's tokens, or null. */
+  tokens(): Tokens | null;
+  /** Loads the tokens; in cookie mode without tokens, tries the cookie. Null when there is no session; never calls onReauthRequired for that. */
+  restore(): Promise<Tokens | null>;
+  /** Refreshes now (joining a refresh in flight). */
+  refresh(): Promise<Tokens>;
+  /** Re-reads the shared tokens and refreshes if stale (what visibilitychange and online do). */
+  check(): Promise<void>;
+  /** One heartbeat round now, unless another tab just did one. */
+  heartbeat(): Promise<void>;
+  /** Subscribes to an event; returns the unsubscribe function. */
+  on<K extends keyof ClientEvents>(type: K, listener: (event: ClientEvents[K]) => void): () => void;
+  /** Stops listening to other tabs, events and timers. */
+  close(): void;
+  /** The options in force. */
+  readonly info: Readonly<{ mode: 'bearer' | 'cookie'; key: string; baseUrl: string; crossTab: boolean; heartbeat: number; tabId: string }>;
+}
+
+/** Creates a client. */
+export function createClient(options?: ClientOptions): SilentRefreshClient;
+export default createClient;
+
+/** The session is over; the user has to log in again. */
+export class ReauthRequiredError extends Error {
+  constructor(reason: string, options?: { cause?: unknown });
+  readonly name: 'ReauthRequiredError';
+  /** "unknown", "revoked", "expired", "superseded", "reused", "logout", "no_session" or "inactive". */
+  readonly reason: string;
+}
+
+/** A refresh failed for a passing reason (network, timeout, 5xx, 429); the tokens are kept. */
+export class RefreshError extends Error {
+  constructor(message: string, options?: { cause?: unknown; status?: number });
+  readonly name: 'RefreshError';
+  /** The HTTP status, 0 if there was no response. */
+  readonly status: number;
+}
+
+/** A login was refused. */
+export class LoginError extends Error {
+  constructor(code: string, options?: { cause?: unknown; status?: number; retryAfter?: number });
+  readonly name: 'LoginError';
+  /** "invalid_credentials", "rate_limited", "network", "server_error", ... */
+  readonly code: string;
+  readonly status: number;
+  /** Seconds, from Retry-After on a 429. */
+  readonly retryAfter: number;
+}
+
+/** Whether err means the user has to log in again. */
+export function isReauthRequired(err: unknown): err is ReauthRequiredError;
