@@ -1,0 +1,28 @@
+package client
+
+import (
+	"context"
+
+	"golang.org/x/oauth2"
+)
+
+// TokenSource returns an oauth2.TokenSource backed by c, for libraries that
+// take one (gRPC credentials, cloud SDKs). Each Token call returns the
+// current access token, waiting under ctx for a refresh when it has
+// expired. The refresh token is not handed out: c alone rotates it.
+func (c *Client) TokenSource(ctx context.Context) oauth2.TokenSource {
+	return tokenSource{ctx: ctx, c: c}
+}
+
+type tokenSource struct {
+	ctx context.Context
+	c   *Client
+}
+
+func (s tokenSource) Token() (*oauth2.Token, error) {
+	t, err := s.c.Token(s.ctx)
+	if err != nil {
+		return nil, err
+	}
+	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: "Bearer", Expiry: t.Expiry}, nil
+}
