@@ -1,0 +1,325 @@
+package session_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/store/sqlite"
+	"github.com/silentrefresh/silentrefresh/token"
+)
+
+// clock is a settable clock for the rules that depend on time.
+type clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+func (c *clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
+}
+
+type fixture struct {
+	engine *session.Engine
+	store  *sqlite.Store
+	clock  *clock
+}
+
+// newFixture returns an engine over a real SQLite file with a fake clock.
+func newFixture(t *testing.T, cfg session.Config) *fixture {
+	t.Helper()
+	ctx := context.Background()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "s.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	if err := token.EnsureSigningKey(ctx, st, clk.Now()); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Now = clk.Now
+	e, err := session.NewEngine(ctx, st, token.NewIssuer(st, "https://issuer.test", []string{"api"}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &fixture{engine: e, store: st, clock: clk}
+}
+
+func reason(err error) session.Reason {
+	var ge *session.GrantError
+	if errors.As(err, &ge) {
+		return ge.Reason
+	}
+	return ""
+}
+
+func TestRefreshRules(t *testing.T) {
+	ctx := context.Background()
+	cfg := session.Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 10 * time.Second}
+
+	t.Run("rule 1: unknown token", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		_, err := f.engine.Refresh(ctx, "no-such-token", "")
+		if reason(err) != session.ReasonUnknown || !errors.Is(err, session.ErrInvalidGrant) {
+			t.Fatalf("err = %v, want invalid_grant unknown", err)
+		}
+	})
+
+	t.Run("rule 2: revoked family", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		if err := f.engine.Logout(ctx, g.RefreshToken); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonRevoked {
+			t.Fatalf("err = %v, want revoked", err)
+		}
+	})
+
+	t.Run("rule 3: idle expiry", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		f.clock.Advance(time.Hour)
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonExpired {
+			t.Fatalf("err = %v, want expired", err)
+		}
+	})
+
+	t.Run("rule 3: absolute expiry despite activity", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		rt := g.RefreshToken
+		for i := 0; i < 5; i++ { // refresh every 50 min: the idle limit never bites
+			f.clock.Advance(50 * time.Minute)
+			g2, err := f.engine.Refresh(ctx, rt, "")
+			if i < 3 {
+				if err != nil {
+					t.Fatalf("refresh %d: %v", i, err)
+				}
+				if g2.AccessExpiresAt.After(g.Family.ExpiresAt) || g2.RefreshExpiresAt.After(g.Family.ExpiresAt) {
+					t.Fatalf("tokens outlive the session: access %v refresh %v session %v", g2.AccessExpiresAt, g2.RefreshExpiresAt, g.Family.ExpiresAt)
+				}
+				rt = g2.RefreshToken
+				continue
+			}
+			if reason(err) != session.ReasonExpired {
+				t.Fatalf("refresh %d after %v: err = %v, want expired", i, f.clock.Now().Sub(g.Family.CreatedAt), err)
+			}
+		}
+	})
+
+	t.Run("rule 4: rotation", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		f.clock.Advance(time.Second)
+		g2, err := f.engine.Refresh(ctx, g.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g2.Outcome != session.OutcomeRotated || g2.RefreshToken == g.RefreshToken || g2.Family.ID != g.Family.ID {
+			t.Fatalf("grant = %+v", g2)
+		}
+		if want := token.SuccessorToken(secret(t, f), g.RefreshToken); g2.RefreshToken != want {
+			t.Fatal("successor is not HMAC-SHA256(secret, token)")
+		}
+		toks, err := f.store.FamilyTokens(ctx, g.Family.ID)
+		if err != nil || len(toks) != 2 || toks[1].Generation != 1 || !toks[0].Consumed() {
+			t.Fatalf("family tokens = %+v, %v", toks, err)
+		}
+	})
+
+	t.Run("rule 5: grace replay answers the same successor", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		g1, err := f.engine.Refresh(ctx, g.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(10 * time.Second) // the edge of the window is inside it
+		g2, err := f.engine.Refresh(ctx, g.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g2.Outcome != session.OutcomeGraceReplay || g2.RefreshToken != g1.RefreshToken {
+			t.Fatalf("replay = %v %q, want grace_replay with the same successor", g2.Outcome, g2.RefreshToken)
+		}
+		if g2.AccessToken == "" || g2.AccessToken == g1.AccessToken {
+			t.Fatal("a grace replay must mint a new access token")
+		}
+		// The successor still works: the chain goes on.
+		if _, err := f.engine.Refresh(ctx, g1.RefreshToken, ""); err != nil {
+			t.Fatalf("successor after replay: %v", err)
+		}
+	})
+
+	t.Run("rule 6: superseded inside grace does not revoke", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
+		g2, err := f.engine.Refresh(ctx, g1.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonSuperseded {
+			t.Fatalf("err = %v, want superseded", err)
+		}
+		if _, err := f.engine.Session(ctx, g.Family.ID); err != nil {
+			t.Fatalf("session revoked by a superseded replay: %v", err)
+		}
+		if _, err := f.engine.Refresh(ctx, g2.RefreshToken, ""); err != nil {
+			t.Fatalf("newest token after superseded: %v", err)
+		}
+	})
+
+	t.Run("rule 7: reuse after grace revokes the family", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
+		f.clock.Advance(10*time.Second + time.Microsecond)
+		_, err := f.engine.Refresh(ctx, g.RefreshToken, "")
+		var ge *session.GrantError
+		if !errors.As(err, &ge) || ge.Reason != session.ReasonReused || ge.SessionID != g.Family.ID {
+			t.Fatalf("err = %v, want reused naming the session", err)
+		}
+		if _, err := f.engine.Refresh(ctx, g1.RefreshToken, ""); reason(err) != session.ReasonRevoked {
+			t.Fatalf("legitimate successor after reuse: err = %v, want revoked", err)
+		}
+		if _, err := f.engine.Session(ctx, g.Family.ID); !errors.Is(err, session.ErrSessionEnded) {
+			t.Fatalf("Session after reuse: %v", err)
+		}
+	})
+
+	t.Run("no grace: every second use is reuse", func(t *testing.T) {
+		f := newFixture(t, session.Config{Grace: -1})
+		g, _ := f.engine.Login(ctx, "alice", "")
+		f.engine.Refresh(ctx, g.RefreshToken, "")
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonReused {
+			t.Fatalf("err = %v, want reused", err)
+		}
+	})
+
+	t.Run("client mismatch changes nothing", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "app-a")
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, "app-b"); reason(err) != session.ReasonClientMismatch {
+			t.Fatalf("err = %v, want client_mismatch", err)
+		}
+		if _, err := f.engine.Refresh(ctx, g.RefreshToken, "app-a"); err != nil {
+			t.Fatalf("right client after a mismatch: %v", err)
+		}
+	})
+}
+
+func secret(t *testing.T, f *fixture) []byte {
+	t.Helper()
+	s, err := f.store.LoadOrStoreSecret(context.Background(), "rotation", make([]byte, 32))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func TestAccessTokenClaims(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{AccessTTL: time.Minute, SessionTTL: 30 * time.Second})
+	g, err := f.engine.Login(ctx, "alice", "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !g.AccessExpiresAt.Equal(g.Family.ExpiresAt) {
+		t.Fatalf("access token expires %v, after its session %v", g.AccessExpiresAt, g.Family.ExpiresAt)
+	}
+	v, err := token.NewVerifier(token.NewStoreKeySet(f.store, token.WithClock(f.clock.Now)),
+		token.VerifierConfig{Issuer: "https://issuer.test", Audience: "api", Now: f.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := v.Verify(ctx, g.AccessToken)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Subject != "alice" || c.SessionID != g.Family.ID || c.ClientID != "cli" {
+		t.Fatalf("claims = %+v", c)
+	}
+}
+
+// TestConcurrentRefreshOneSuccessor presents one token from 64 goroutines
+// at once: exactly one rotation happens and every caller gets the same
+// successor. It fails under -race, or on the count, if the exchange is not
+// atomic.
+func TestConcurrentRefreshOneSuccessor(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{})
+	g, _ := f.engine.Login(ctx, "alice", "")
+	const n = 64
+	var (
+		wg      sync.WaitGroup
+		start   = make(chan struct{})
+		grants  = make([]session.Grant, n)
+		errs    = make([]error, n)
+		rotated int
+	)
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			grants[i], errs[i] = f.engine.Refresh(ctx, g.RefreshToken, "")
+		})
+	}
+	close(start)
+	wg.Wait()
+	for i := range n {
+		if errs[i] != nil {
+			t.Fatalf("caller %d: %v", i, errs[i])
+		}
+		if grants[i].RefreshToken != grants[0].RefreshToken {
+			t.Fatalf("caller %d got another successor", i)
+		}
+		if grants[i].Outcome == session.OutcomeRotated {
+			rotated++
+		}
+	}
+	if rotated != 1 {
+		t.Fatalf("%d rotations, want exactly 1", rotated)
+	}
+	toks, _ := f.store.FamilyTokens(ctx, g.Family.ID)
+	if len(toks) != 2 {
+		t.Fatalf("family has %d tokens, want 2 (one chain, no fork)", len(toks))
+	}
+}
+
+func TestLogoutAndRevokeAreIdempotent(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{})
+	g, _ := f.engine.Login(ctx, "alice", "")
+	for range 2 {
+		if err := f.engine.Logout(ctx, g.RefreshToken); err != nil {
+			t.Fatal(err)
+		}
+		if err := f.engine.RevokeSession(ctx, g.Family.ID, "admin"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := f.engine.Logout(ctx, "unknown"); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.engine.RevokeSession(ctx, "unknown", "admin"); err != nil {
+		t.Fatal(err)
+	}
+	fam, err := f.store.Family(ctx, g.Family.ID)
+	if err != nil || fam.RevokeReason != "logout" {
+		t.Fatalf("family = %+v, %v; want the first revocation kept", fam, err)
+	}
+}
