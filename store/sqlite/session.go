@@ -1,0 +1,327 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/session"
+)
+
+// deleteBatch is how many families DeleteExpired removes per transaction,
+// so that a large sweep never holds the write lock for long.
+const deleteBatch = 500
+
+// CreateFamily stores a new family together with its first refresh token,
+// atomically. The token's FamilyID is taken from f.
+func (s *Store) CreateFamily(ctx context.Context, f session.Family, first session.RefreshToken) error {
+	if f.ID == "" {
+		return errors.New("sqlite: create family: empty family ID")
+	}
+	if f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
+		return errors.New("sqlite: create family: CreatedAt and ExpiresAt are required")
+	}
+	if err := checkToken(first); err != nil {
+		return fmt.Errorf("sqlite: create family: %w", err)
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("create family: begin", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
+		micros(f.RevokedAt), f.RevokeReason,
+	); err != nil {
+		return wrap("create family", err)
+	}
+	if err := insertToken(ctx, tx, f.ID, first); err != nil {
+		return wrap("create family: first token", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap("create family: commit", err)
+	}
+	return nil
+}
+
+// checkToken rejects a token that cannot be stored.
+func checkToken(t session.RefreshToken) error {
+	switch {
+	case len(t.Hash) != 32:
+		return fmt.Errorf("token hash is %d bytes, want 32 (SHA-256)", len(t.Hash))
+	case t.IssuedAt.IsZero() || t.ExpiresAt.IsZero():
+		return errors.New("token IssuedAt and ExpiresAt are required")
+	case t.Generation < 0:
+		return errors.New("token generation is negative")
+	}
+	return nil
+}
+
+func insertToken(ctx context.Context, tx *sql.Tx, familyID string, t session.RefreshToken) error {
+	var succ any
+	if t.SuccessorHash != nil {
+		succ = t.SuccessorHash
+	}
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
+		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+		t.Hash, familyID, t.Generation, micros(t.IssuedAt), micros(t.ExpiresAt),
+		micros(t.ConsumedAt), succ,
+	)
+	return err
+}
+
+// chainQuery reads a token, its family and its successor in one statement.
+const chainQuery = `
+	SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
+	       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
+	       s.hash, s.generation, s.issued_at, s.expires_at, s.consumed_at, s.successor_hash
+	FROM refresh_tokens t
+	JOIN families f ON f.id = t.family_id
+	LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash
+	WHERE t.hash = ?`
+
+// Exchange reads the chain of the token whose hash is given, calls decide
+// and applies its Change, in one IMMEDIATE transaction: it holds the
+// database's write lock from the first read to the commit, so no other
+// Exchange or revocation, in this process or another, runs in between.
+// decide is called at most once, and must not call the Store.
+func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return wrap("exchange: begin", err)
+	}
+	defer tx.Rollback()
+
+	var (
+		c                              session.Chain
+		tIssued, tExp, tConsumed       sql.NullInt64
+		fCreated, fExp, fRevoked       sql.NullInt64
+		sHash, sSucc                   []byte
+		sGen, sIssued, sExp, sConsumed sql.NullInt64
+		tSucc                          []byte
+	)
+	err = tx.QueryRowContext(ctx, chainQuery, tokenHash).Scan(
+		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
+		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
+		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
+	)
+	if errors.Is(err, sql.ErrNoRows) {
+		return fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
+	}
+	if err != nil {
+		return wrap("exchange: read", err)
+	}
+	c.Token.Hash = append([]byte(nil), tokenHash...)
+	c.Token.IssuedAt, c.Token.ExpiresAt = fromMicros(tIssued), fromMicros(tExp)
+	c.Token.ConsumedAt, c.Token.SuccessorHash = fromMicros(tConsumed), tSucc
+	c.Family.ID = c.Token.FamilyID
+	c.Family.CreatedAt, c.Family.ExpiresAt = fromMicros(fCreated), fromMicros(fExp)
+	c.Family.RevokedAt = fromMicros(fRevoked)
+	if c.Token.Consumed() && sHash != nil {
+		c.Successor = &session.RefreshToken{
+			Hash:          sHash,
+			FamilyID:      c.Family.ID,
+			Generation:    sGen.Int64,
+			IssuedAt:      fromMicros(sIssued),
+			ExpiresAt:     fromMicros(sExp),
+			ConsumedAt:    fromMicros(sConsumed),
+			SuccessorHash: sSucc,
+		}
+	}
+
+	ch, err := decide(c)
+	if err != nil {
+		return err
+	}
+	if ch.Consume == nil && !ch.Revoke {
+		return nil // nothing to write; the deferred rollback ends the transaction
+	}
+	if ch.Consume != nil {
+		if err := s.consume(ctx, tx, c, ch); err != nil {
+			return err
+		}
+	}
+	if ch.Revoke {
+		if ch.RevokeAt.IsZero() {
+			return errors.New("sqlite: exchange: revoke with zero RevokeAt")
+		}
+		if _, err := tx.ExecContext(ctx, `
+			UPDATE families SET revoked_at = ?, revoke_reason = ?
+			WHERE id = ? AND revoked_at IS NULL`,
+			micros(ch.RevokeAt), ch.RevokeReason, c.Family.ID,
+		); err != nil {
+			return wrap("exchange: revoke", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return wrap("exchange: commit", err)
+	}
+	return nil
+}
+
+// consume applies the Consume half of a Change inside an Exchange.
+func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch session.Change) error {
+	next := *ch.Consume
+	if ch.ConsumedAt.IsZero() {
+		return errors.New("sqlite: exchange: consume with zero ConsumedAt")
+	}
+	if err := checkToken(next); err != nil {
+		return fmt.Errorf("sqlite: exchange: successor: %w", err)
+	}
+	res, err := tx.ExecContext(ctx, `
+		UPDATE refresh_tokens SET consumed_at = ?, successor_hash = ?
+		WHERE hash = ? AND consumed_at IS NULL`,
+		micros(ch.ConsumedAt), next.Hash, c.Token.Hash,
+	)
+	if err != nil {
+		return wrap("exchange: consume", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return wrap("exchange: consume", err)
+	} else if n != 1 {
+		return errors.New("sqlite: exchange: consume of a token already consumed")
+	}
+	if err := insertToken(ctx, tx, c.Family.ID, next); err != nil {
+		return wrap("exchange: insert successor", err)
+	}
+	return nil
+}
+
+// Family returns the family with the given ID, or an error wrapping
+// session.ErrNotFound.
+func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	f := session.Family{ID: id}
+	var created, exp, revoked sql.NullInt64
+	err := s.r.QueryRowContext(ctx, `
+		SELECT subject, client_id, created_at, expires_at, revoked_at, revoke_reason
+		FROM families WHERE id = ?`, id,
+	).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	if errors.Is(err, sql.ErrNoRows) {
+		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
+	}
+	if err != nil {
+		return session.Family{}, wrap("family", err)
+	}
+	f.CreatedAt, f.ExpiresAt, f.RevokedAt = fromMicros(created), fromMicros(exp), fromMicros(revoked)
+	return f, nil
+}
+
+// RevokeFamily revokes the family with the given ID at the given instant.
+// A family already revoked keeps its first revocation; an unknown ID
+// returns an error wrapping session.ErrNotFound.
+func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reason string) error {
+	if at.IsZero() {
+		return errors.New("sqlite: revoke family: zero time")
+	}
+	// Both SET expressions see the old row: a revoked family keeps its
+	// first revocation, and still counts as a changed row.
+	res, err := s.w.ExecContext(ctx, `
+		UPDATE families SET
+			revoke_reason = CASE WHEN revoked_at IS NULL THEN ? ELSE revoke_reason END,
+			revoked_at = COALESCE(revoked_at, ?)
+		WHERE id = ?`,
+		reason, micros(at), id,
+	)
+	if err != nil {
+		return wrap("revoke family", err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return wrap("revoke family", err)
+	}
+	if n == 0 {
+		return fmt.Errorf("sqlite: revoke family: %w", session.ErrNotFound)
+	}
+	return nil
+}
+
+// FamilyTokens returns every refresh token of the family, ordered by
+// generation. An unknown family has no tokens.
+func (s *Store) FamilyTokens(ctx context.Context, familyID string) ([]session.RefreshToken, error) {
+	rows, err := s.r.QueryContext(ctx, `
+		SELECT hash, generation, issued_at, expires_at, consumed_at, successor_hash
+		FROM refresh_tokens WHERE family_id = ? ORDER BY generation`, familyID)
+	if err != nil {
+		return nil, wrap("family tokens", err)
+	}
+	defer rows.Close()
+	var out []session.RefreshToken
+	for rows.Next() {
+		t := session.RefreshToken{FamilyID: familyID}
+		var issued, exp, consumed sql.NullInt64
+		if err := rows.Scan(&t.Hash, &t.Generation, &issued, &exp, &consumed, &t.SuccessorHash); err != nil {
+			return nil, wrap("family tokens: scan", err)
+		}
+		t.IssuedAt, t.ExpiresAt, t.ConsumedAt = fromMicros(issued), fromMicros(exp), fromMicros(consumed)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("family tokens", err)
+	}
+	return out, nil
+}
+
+// LoadOrStoreSecret returns the secret stored under name, storing candidate
+// first if there is none. Every caller, in any process, gets the same bytes.
+func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []byte) ([]byte, error) {
+	var v []byte
+	err := s.r.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	if err == nil {
+		return v, nil
+	}
+	if !errors.Is(err, sql.ErrNoRows) {
+		return nil, wrap("load secret", err)
+	}
+	if len(candidate) == 0 {
+		return nil, errors.New("sqlite: store secret: empty candidate")
+	}
+	tx, err := s.w.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, wrap("store secret: begin", err)
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `
+		INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
+		ON CONFLICT (name) DO NOTHING`,
+		name, candidate, time.Now().UnixMicro(),
+	); err != nil {
+		return nil, wrap("store secret", err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+		return nil, wrap("store secret: read back", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return nil, wrap("store secret: commit", err)
+	}
+	return v, nil
+}
+
+// DeleteExpired removes the families whose absolute expiry is before the
+// given instant, with their tokens, in batches, and returns how many
+// families it removed.
+func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
+	var total int64
+	for {
+		res, err := s.w.ExecContext(ctx, `
+			DELETE FROM families WHERE id IN (
+				SELECT id FROM families WHERE expires_at < ? LIMIT ?)`,
+			before.UnixMicro(), deleteBatch,
+		)
+		if err != nil {
+			return total, wrap("delete expired", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return total, wrap("delete expired", err)
+		}
+		total += n
+		if n < deleteBatch {
+			return total, nil
+		}
+	}
+}

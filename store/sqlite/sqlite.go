@@ -1,0 +1,283 @@
+// Package sqlite is the embedded store: one SQLite file, in pure Go
+// (modernc.org/sqlite, no cgo), safe for several goroutines and several
+// processes sharing the file.
+//
+// The database runs in WAL mode with synchronous=FULL, foreign keys on and a
+// busy timeout of 10s. Writes go through one connection whose transactions
+// all begin IMMEDIATE, so a read-then-write transaction (an Exchange) holds
+// the write lock from its first read; reads go through a separate pool of
+// read-only connections, which WAL lets run beside the writer.
+//
+// Durability: a transaction that Exchange, CreateFamily or RevokeFamily
+// reports as committed survives the process being killed (kill -9) and, with
+// synchronous=FULL, also the machine losing power, since every commit syncs
+// the write-ahead log. synchronous=NORMAL would survive kill -9 too but may
+// lose the last commits on power loss; a lost revocation would bring a
+// logged-out or stolen session back, which is worth an fsync per write.
+//
+// Open runs the embedded goose migrations; a lock file next to the database
+// (PATH.migrate-lock) keeps processes that open a new file at the same time
+// from migrating it twice.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"net/url"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"time"
+
+	"github.com/gofrs/flock"
+	"github.com/pressly/goose/v3"
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/silentrefresh/silentrefresh/store"
+)
+
+// BusyTimeout is how long a statement waits for a lock held by another
+// connection or process before it fails with an error wrapping
+// store.ErrUnavailable.
+const BusyTimeout = 10 * time.Second
+
+//go:embed migrations/*.sql
+var migrations embed.FS
+
+// Store is a store.Store on one SQLite file. It is safe for concurrent use
+// by several goroutines, and by several processes opening the same file.
+type Store struct {
+	path string
+	// w is the writer: a pool of exactly one connection whose transactions
+	// begin IMMEDIATE. Every write goes through it, so writers of this
+	// process queue in the pool instead of spinning on the busy timeout.
+	w *sql.DB
+	// r is the reader pool: read-only connections for lookups that write
+	// nothing.
+	r *sql.DB
+}
+
+var _ store.Store = (*Store)(nil)
+
+// options tune Open for the benchmarks that justify the defaults.
+type options struct {
+	synchronous string // "FULL" or "NORMAL"
+	readers     int    // size of the reader pool; 0: no separate readers, reads use the writer
+}
+
+func defaultOptions() options {
+	return options{synchronous: "FULL", readers: max(4, runtime.GOMAXPROCS(0))}
+}
+
+// Open opens the SQLite database at path, creating it and its parent
+// folders if missing, and brings its schema up to date.
+func Open(ctx context.Context, path string) (*Store, error) {
+	return open(ctx, path, defaultOptions())
+}
+
+func open(ctx context.Context, path string, o options) (*Store, error) {
+	if path == "" {
+		return nil, errors.New("sqlite: open: empty path")
+	}
+	if strings.HasPrefix(path, "file:") || path == ":memory:" {
+		return nil, fmt.Errorf("sqlite: open %q: want a file path, not a URI or :memory:", path)
+	}
+	abs, err := filepath.Abs(path)
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %q: %w", path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
+		return nil, fmt.Errorf("sqlite: open: create folder: %w", err)
+	}
+
+	common := []string{
+		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),
+		"foreign_keys(1)",
+	}
+	w, err := sql.Open("sqlite", dsn(abs, "immediate", append(common,
+		"journal_mode(WAL)",
+		"synchronous("+o.synchronous+")",
+	)...))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open: %w", err)
+	}
+	w.SetMaxOpenConns(1)
+	w.SetMaxIdleConns(1)
+	w.SetConnMaxIdleTime(0)
+	w.SetConnMaxLifetime(0)
+	s := &Store{path: abs, w: w, r: w}
+
+	// The first connection sets WAL mode, which is kept in the file, before
+	// any reader opens it.
+	if err := w.PingContext(ctx); err != nil {
+		w.Close()
+		return nil, wrap("open", err)
+	}
+	if err := migrate(ctx, w, abs); err != nil {
+		w.Close()
+		return nil, err
+	}
+	if o.readers > 0 {
+		r, err := sql.Open("sqlite", dsn(abs, "", append(common, "query_only(1)")...))
+		if err != nil {
+			w.Close()
+			return nil, fmt.Errorf("sqlite: open readers: %w", err)
+		}
+		r.SetMaxOpenConns(o.readers)
+		r.SetMaxIdleConns(o.readers)
+		r.SetConnMaxIdleTime(time.Minute)
+		s.r = r
+		if err := r.PingContext(ctx); err != nil {
+			s.Close()
+			return nil, wrap("open readers", err)
+		}
+	}
+	return s, nil
+}
+
+// dsn is the modernc.org/sqlite data source name of the file at abs.
+func dsn(abs, txlock string, pragmas ...string) string {
+	q := url.Values{}
+	if txlock != "" {
+		q.Set("_txlock", txlock)
+	}
+	for _, p := range pragmas {
+		q.Add("_pragma", p)
+	}
+	// The path is escaped so that '?', '#' and '%' in it survive the URI.
+	return "file:" + (&url.URL{Path: abs}).EscapedPath() + "?" + q.Encode()
+}
+
+// migrate brings the schema up to date with the embedded migrations, under a
+// file lock so that two processes never apply the same migration.
+func migrate(ctx context.Context, db *sql.DB, abs string) error {
+	fsys, err := fs.Sub(migrations, "migrations")
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	p, err := goose.NewProvider(goose.DialectSQLite3, db, fsys,
+		goose.WithLocker(&fileLocker{f: flock.New(abs + ".migrate-lock")}),
+		goose.WithDisableGlobalRegistry(true),
+	)
+	if err != nil {
+		return fmt.Errorf("sqlite: migrate: %w", err)
+	}
+	if _, err := p.Up(ctx); err != nil {
+		return wrap("migrate", err)
+	}
+	return nil
+}
+
+// fileLocker is a goose lock.Locker holding an exclusive flock(2) on a file
+// while migrations run.
+type fileLocker struct {
+	f *flock.Flock
+}
+
+func (l *fileLocker) Lock(ctx context.Context, _ *sql.DB) error {
+	ok, err := l.f.TryLockContext(ctx, 20*time.Millisecond)
+	if err != nil {
+		return fmt.Errorf("lock %s: %w", l.f.Path(), err)
+	}
+	if !ok {
+		return fmt.Errorf("lock %s: not acquired", l.f.Path())
+	}
+	return nil
+}
+
+func (l *fileLocker) Unlock(context.Context, *sql.DB) error {
+	return l.f.Close()
+}
+
+// Path returns the absolute path of the database file.
+func (s *Store) Path() string { return s.path }
+
+// Ping reports whether the database can be reached, by both the writer and
+// the readers.
+func (s *Store) Ping(ctx context.Context) error {
+	if err := s.w.PingContext(ctx); err != nil {
+		return wrap("ping", err)
+	}
+	if s.r != s.w {
+		if err := s.r.PingContext(ctx); err != nil {
+			return wrap("ping readers", err)
+		}
+	}
+	return nil
+}
+
+// Close closes the database. Calls after Close fail with errors wrapping
+// store.ErrUnavailable.
+func (s *Store) Close() error {
+	var errR error
+	if s.r != s.w {
+		errR = s.r.Close()
+	}
+	if err := errors.Join(s.w.Close(), errR); err != nil {
+		return fmt.Errorf("sqlite: close: %w", err)
+	}
+	return nil
+}
+
+// wrap gives err the context of the operation that failed. Errors that mean
+// the database cannot be used right now (locked by another process past the
+// busy timeout, closed, disk full, I/O error) also wrap store.ErrUnavailable.
+func wrap(what string, err error) error {
+	if unavailable(err) {
+		return fmt.Errorf("sqlite: %s: %w: %w", what, store.ErrUnavailable, err)
+	}
+	return fmt.Errorf("sqlite: %s: %w", what, err)
+}
+
+func unavailable(err error) bool {
+	if errors.Is(err, sql.ErrConnDone) || strings.Contains(err.Error(), "sql: database is closed") {
+		return true
+	}
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() & 0xff { // the primary result code
+	case sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED, sqlite3.SQLITE_FULL,
+		sqlite3.SQLITE_IOERR, sqlite3.SQLITE_CANTOPEN:
+		return true
+	}
+	return false
+}
+
+// isConstraint reports whether err is a violated UNIQUE or PRIMARY KEY
+// constraint.
+func isConstraint(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	switch se.Code() {
+	case sqlite3.SQLITE_CONSTRAINT_UNIQUE, sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY:
+		return true
+	}
+	return false
+}
+
+// micros is the column value of t: unix microseconds, or NULL for the zero
+// time.
+func micros(t time.Time) any {
+	if t.IsZero() {
+		return nil
+	}
+	return t.UnixMicro()
+}
+
+// fromMicros is the time.Time, in UTC, of a column written by micros.
+func fromMicros(n sql.NullInt64) time.Time {
+	if !n.Valid {
+		return time.Time{}
+	}
+	return time.UnixMicro(n.Int64).UTC()
+}
