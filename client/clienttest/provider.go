@@ -281,21 +281,22 @@ func (p *Provider) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 type jsonGrant struct {
-	AccessToken      string `json:"accessToken"`
-	RefreshToken     string `json:"refreshToken"`
-	TokenType        string `json:"tokenType"`
-	ExpiresIn        int64  `json:"expiresIn"`
-	RefreshExpiresIn int64  `json:"refreshExpiresIn"`
+	AccessToken      string  `json:"accessToken"`
+	RefreshToken     string  `json:"refreshToken"`
+	TokenType        string  `json:"tokenType"`
+	ExpiresIn        float64 `json:"expiresIn"`
+	RefreshExpiresIn float64 `json:"refreshExpiresIn"`
 }
 
+// grant is what a login or refresh answers. Lifetimes are sent in seconds,
+// with a fraction when the configured lifetime has one.
 type grant struct {
-	access, refresh           string
-	accessExp, refreshExpires time.Time
-	now                       time.Time
+	access, refresh       string
+	accessTTL, refreshTTL time.Duration
 }
 
-func (g grant) expiresIn() int64        { return int64(g.accessExp.Sub(g.now).Seconds()) }
-func (g grant) refreshExpiresIn() int64 { return int64(g.refreshExpires.Sub(g.now).Seconds()) }
+func (g grant) expiresIn() float64        { return g.accessTTL.Seconds() }
+func (g grant) refreshExpiresIn() float64 { return g.refreshTTL.Seconds() }
 
 func (p *Provider) jsonLogin(w http.ResponseWriter, r *http.Request) {
 	var in struct{ Username, Password string }
@@ -472,8 +473,8 @@ func (p *Provider) exchangeLocked(rt string) (grant, string) {
 		switch {
 		case inGrace && p.refresh[sh].consumedAt.IsZero():
 			p.stats.GraceReplays++
-			at, exp := p.mintLocked(t.fam)
-			return grant{access: at, refresh: succ, accessExp: exp, refreshExpires: p.refresh[sh].expires, now: now}, ""
+			at, _ := p.mintLocked(t.fam)
+			return grant{access: at, refresh: succ, accessTTL: p.cfg.AccessTTL, refreshTTL: p.refresh[sh].expires.Sub(now)}, ""
 		case inGrace:
 			p.stats.Superseded++
 			p.stats.InvalidGrants++
@@ -490,8 +491,8 @@ func (p *Provider) exchangeLocked(rt string) (grant, string) {
 	next := &refreshToken{fam: t.fam, expires: now.Add(p.cfg.RefreshTTL)}
 	p.refresh[sh] = next
 	p.stats.Rotations++
-	at, exp := p.mintLocked(t.fam)
-	return grant{access: at, refresh: succ, accessExp: exp, refreshExpires: next.expires, now: now}, ""
+	at, _ := p.mintLocked(t.fam)
+	return grant{access: at, refresh: succ, accessTTL: p.cfg.AccessTTL, refreshTTL: p.cfg.RefreshTTL}, ""
 }
 
 // successor derives the token that follows rt, so the same one can be
@@ -510,8 +511,7 @@ func (p *Provider) login(username, password string) (grant, bool) {
 		return grant{}, false
 	}
 	t := p.Issue(username)
-	now := p.cfg.Now()
-	return grant{access: t.AccessToken, refresh: t.RefreshToken, accessExp: t.Expiry, refreshExpires: now.Add(p.cfg.RefreshTTL), now: now}, true
+	return grant{access: t.AccessToken, refresh: t.RefreshToken, accessTTL: p.cfg.AccessTTL, refreshTTL: p.cfg.RefreshTTL}, true
 }
 
 func (p *Provider) logout(w http.ResponseWriter, r *http.Request) {
