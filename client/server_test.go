@@ -1,0 +1,242 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"golang.org/x/oauth2"
+
+	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/client/clienttest"
+	"github.com/silentrefresh/silentrefresh/server"
+	"github.com/silentrefresh/silentrefresh/store/sqlite"
+	"github.com/silentrefresh/silentrefresh/user"
+)
+
+// realServer is the silentrefresh server on a SQLite file, behind a proxy
+// that counts refresh requests and can lose their answers.
+type realServer struct {
+	*server.Server
+	URL   string
+	clock *clienttest.Clock
+
+	refreshes atomic.Int64 // refresh requests that reached the server
+	drop      atomic.Int64 // answers still to lose
+}
+
+func newRealServer(t *testing.T, cfg server.Config) *realServer {
+	t.Helper()
+	ctx := t.Context()
+	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "silentrefresh.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	// Cheap hashing parameters: these tests are about tokens, not passwords.
+	hash, err := user.HashPasswordParams("correct horse", user.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs := &realServer{clock: clienttest.NewClock(time.Now())}
+	if err := st.CreateUser(ctx, user.User{ID: "u-alice", Username: "alice", PasswordHash: hash, CreatedAt: rs.clock.Now()}); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Store = st
+	cfg.Now = rs.clock.Now
+	srv, err := server.New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rs.Server = srv
+	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/api/auth/refresh" && r.URL.Path != "/oauth2/token" {
+			srv.ServeHTTP(w, r)
+			return
+		}
+		rs.refreshes.Add(1)
+		if rs.drop.Add(-1) < 0 {
+			rs.drop.Add(1)
+			srv.ServeHTTP(w, r)
+			return
+		}
+		// The server commits the rotation; its answer is lost on the way.
+		srv.ServeHTTP(httptest.NewRecorder(), r)
+		panic(http.ErrAbortHandler)
+	}))
+	t.Cleanup(hs.Close)
+	rs.URL = hs.URL
+	return rs
+}
+
+// login opens a session for alice and returns a Client on it.
+func (rs *realServer) login(t *testing.T, cfg client.Config) *client.Client {
+	t.Helper()
+	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
+	tok, err := api.Login(t.Context(), "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg.Refresher = api
+	cfg.Store = client.NewMemoryStore(tok)
+	cfg.Now = rs.clock.Now
+	cfg.Jitter = -1
+	c, err := client.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// The answer to a refresh is lost after the server rotated: the client
+// presents the same token again inside the grace window, gets the same
+// successor, and the session survives.
+func TestRealServerLostRefreshAnswer(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute, Grace: 10 * time.Second})
+	c := rs.login(t, client.Config{})
+	for round := range 3 {
+		rs.clock.Advance(time.Minute)
+		rs.drop.Store(1)
+		status, body, err := get(t.Context(), c, rs.URL+"/api/me")
+		if err != nil || status != http.StatusOK {
+			t.Fatalf("round %d: %d %q %v", round, status, body, err)
+		}
+	}
+	if n := rs.refreshes.Load(); n != 6 {
+		t.Errorf("refresh requests = %d, want 6 (each lost once, then replayed)", n)
+	}
+	if s := c.Stats(); s.Refreshes != 3 || s.Reauths != 0 {
+		t.Errorf("client stats %+v", s)
+	}
+}
+
+// The server drops its signing key (early invalidation of every access
+// token): the client loses no request and refreshes once; x/oauth2, given
+// the same session, fails its requests.
+func TestRealServerEarlyInvalidation(t *testing.T) {
+	const n = 100
+	rs := newRealServer(t, server.Config{AccessTTL: 30 * time.Minute})
+	c := rs.login(t, client.Config{})
+	tok, err := client.JSONAPI(rs.URL).Login(t.Context(), "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	conf := &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: rs.URL + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
+	theirs := conf.Client(t.Context(), &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry})
+
+	if err := rs.RotateSigningKey(t.Context(), true); err != nil {
+		t.Fatal(err)
+	}
+	run := func(get func() (int, error)) (failed int64) {
+		var (
+			wg sync.WaitGroup
+			f  atomic.Int64
+		)
+		for range n {
+			wg.Go(func() {
+				if status, err := get(); err != nil || status != http.StatusOK {
+					f.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return f.Load()
+	}
+	before := rs.refreshes.Load()
+	ours := run(func() (int, error) {
+		s, _, err := get(t.Context(), c, rs.URL+"/api/me")
+		return s, err
+	})
+	if r := rs.refreshes.Load() - before; ours != 0 || r != 1 {
+		t.Errorf("client: %d of %d requests failed, %d refreshes; want 0 and 1", ours, n, r)
+	}
+	theirsFailed := run(func() (int, error) {
+		resp, err := theirs.Get(rs.URL + "/api/me")
+		if err != nil {
+			return 0, err
+		}
+		resp.Body.Close()
+		return resp.StatusCode, nil
+	})
+	t.Logf("after the signing key was dropped, %d requests each: client failed %d, x/oauth2 failed %d", n, ours, theirsFailed)
+}
+
+// Many requests at expiry against the real server: one refresh, no failure.
+func TestRealServerStorm(t *testing.T) {
+	const n = 200
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
+	c := rs.login(t, client.Config{Base: &http.Transport{MaxIdleConnsPerHost: 32, MaxConnsPerHost: 32}})
+	rs.clock.Advance(time.Minute)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Go(func() {
+			if status, _, err := get(t.Context(), c, rs.URL+"/api/me"); err != nil || status != 200 {
+				t.Errorf("%d %v", status, err)
+			}
+		})
+	}
+	wg.Wait()
+	if r := rs.refreshes.Load(); r != 1 {
+		t.Errorf("refreshes = %d, want 1", r)
+	}
+}
+
+// A logout elsewhere ends the session here at the next heartbeat, and the
+// OAuth2 refresher sees the same end of session.
+func TestRealServerRevokedSession(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
+	ended := make(chan error, 1)
+	c := rs.login(t, client.Config{
+		HeartbeatURL:      rs.URL + "/api/heartbeat",
+		HeartbeatInterval: 20 * time.Millisecond,
+		OnReauthRequired:  func(err error) { ended <- err },
+	})
+	tok, err := c.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if status, _, err := get(t.Context(), c, rs.URL+"/api/me"); err != nil || status != 200 {
+		t.Fatalf("%d %v", status, err)
+	}
+	if err := client.JSONAPI(rs.URL).Revoke(t.Context(), tok.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	// Keep the client in use with a request that does not look at the
+	// session, so that only the heartbeat can find out.
+	if status, _, err := get(t.Context(), c, rs.URL+"/healthz"); err != nil || status != 200 {
+		t.Fatalf("healthz: %d %v", status, err)
+	}
+	select {
+	case err := <-ended:
+		if !errors.Is(err, client.ErrReauthRequired) || !errors.Is(err, client.ErrInvalidGrant) {
+			t.Errorf("ended with %v", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("the heartbeat did not notice the logout")
+	}
+	if _, _, err := get(t.Context(), c, rs.URL+"/api/me"); !errors.Is(err, client.ErrReauthRequired) {
+		t.Errorf("after logout: %v", err)
+	}
+
+	o := client.OAuth2(rs.URL+"/oauth2/token", "cli")
+	tok, err = o.Login(t.Context(), "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := o.Refresh(context.Background(), tok.RefreshToken); err != nil {
+		t.Fatal(err)
+	}
+	rs.clock.Advance(time.Minute) // past grace: presenting the old token again is reuse
+	_, err = o.Refresh(t.Context(), tok.RefreshToken)
+	var re *client.RetrieveError
+	if !errors.Is(err, client.ErrInvalidGrant) || !errors.As(err, &re) || re.ErrorDescription == "" {
+		t.Errorf("reuse: %v", err)
+	}
+}
