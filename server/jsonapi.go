@@ -202,7 +202,7 @@ func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
 
 // writeGrant answers a login or refresh on the JSON API.
 func (s *Server) writeGrant(w http.ResponseWriter, g session.Grant, cookie bool) {
-	now := s.cfg.Now()
+	now := g.IssuedAt
 	reply := tokenReply{
 		AccessToken:      g.AccessToken,
 		RefreshToken:     g.RefreshToken,

@@ -112,7 +112,7 @@ func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username,
 }
 
 func (s *Server) writeOAuth2Grant(w http.ResponseWriter, g session.Grant) {
-	now := s.cfg.Now()
+	now := g.IssuedAt
 	writeJSON(w, http.StatusOK, oauth2Reply{
 		AccessToken:      g.AccessToken,
 		TokenType:        "Bearer",

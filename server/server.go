@@ -219,40 +219,48 @@ func (s *Server) routes() {
 			c.unavailable = s.answerUnavailable
 		})
 
-	handle := func(pattern, route string, h http.Handler) {
+	// Each path is registered without a method so that a wrong method gets
+	// a JSON 405 with Allow rather than the mux's plain-text one.
+	handle := func(method, path, route string, h http.Handler) {
 		obs := s.metrics.latency.WithLabelValues(route)
-		mux.Handle(pattern, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mux.Handle(path, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+				w.Header().Set("Allow", method)
+				writeError(w, &apiError{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed",
+					Description: fmt.Sprintf("%s needs %s, not %s", path, method, r.Method)})
+				return
+			}
 			start := time.Now()
 			h.ServeHTTP(w, r)
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
-	handle("POST /api/auth/login", "login", http.HandlerFunc(s.handleLogin))
-	handle("POST /api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
-	handle("POST /api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
-	handle("GET /api/heartbeat", "heartbeat", bearer(http.HandlerFunc(s.handleHeartbeat)))
-	handle("GET /api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
-	handle("POST /oauth2/token", "token", http.HandlerFunc(s.handleToken))
-	handle("POST /oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
-	handle("GET /.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
-	handle("GET /.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", s.handleHealth)
+	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
+	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
+	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
+	handle("GET", "/api/heartbeat", "heartbeat", bearer(http.HandlerFunc(s.handleHeartbeat)))
+	handle("GET", "/api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
+	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
+	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
+	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
+	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
+	handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	handle("GET", "/healthz", "healthz", http.HandlerFunc(s.handleHealth))
 	for _, p := range []string{"/api/", "/oauth2/", "/.well-known/"} {
 		mux.HandleFunc(p, s.handleNotFound)
 	}
-	if s.cfg.Assets != nil {
-		mux.Handle("GET /", s.cfg.Assets)
-	} else {
-		mux.HandleFunc("/", s.handleNotFound)
-	}
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.Assets != nil && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+			s.cfg.Assets.ServeHTTP(w, r)
+			return
+		}
+		s.handleNotFound(w, r)
+	})
 	s.handler = s.logRequests(s.recoverPanics(mux))
 }
 
 // handleNotFound answers unknown API paths and wrong methods with JSON.
 func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
-	// The mux answers 405 itself for a known path with another method;
-	// everything that reaches here is unknown.
 	writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found",
 		Description: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 }

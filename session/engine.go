@@ -57,6 +57,7 @@ const (
 
 // Grant is what a login or a refresh hands to the client.
 type Grant struct {
+	IssuedAt         time.Time // the engine's time of the login or refresh
 	AccessToken      string
 	AccessExpiresAt  time.Time // never after Family.ExpiresAt
 	RefreshToken     string
@@ -325,7 +326,7 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 
 // grant mints the access token that goes with a refresh token.
 func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
-	exp := minTime(now.Add(e.cfg.AccessTTL), f.ExpiresAt)
+	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	at, err := e.minter.Mint(ctx, token.Claims{
 		Subject:   f.Subject,
 		ExpiresAt: exp,
@@ -337,6 +338,7 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
 	}
 	return Grant{
+		IssuedAt:         now,
 		AccessToken:      at,
 		AccessExpiresAt:  exp,
 		RefreshToken:     refresh,
@@ -352,6 +354,21 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 // as public clients need no registration.
 func clientMismatch(presented, issued string) bool {
 	return presented != "" && issued != "" && presented != issued
+}
+
+// accessExpiry is when an access token minted at now expires. A JWT's exp
+// counts whole seconds, so the instant is rounded up to one: a token never
+// lives shorter than its lifetime (which matters when it is 1s). It never
+// outlives its session, though: past the session's end it is rounded down.
+func accessExpiry(now time.Time, ttl time.Duration, sessionEnd time.Time) time.Time {
+	exp := now.Add(ttl)
+	if t := exp.Truncate(time.Second); !t.Equal(exp) {
+		exp = t.Add(time.Second)
+	}
+	if exp.After(sessionEnd) {
+		exp = sessionEnd.Truncate(time.Second)
+	}
+	return exp
 }
 
 func minTime(a, b time.Time) time.Time {

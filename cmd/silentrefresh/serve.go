@@ -1,0 +1,153 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/server"
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/web"
+)
+
+// serveFlags are the flags of "serve".
+type serveFlags struct {
+	addr, db, issuer, logLevel string
+	accessTTL, refreshTTL      time.Duration
+	sessionTTL, grace          time.Duration
+	allowedOrigins             stringList
+	shutdownTimeout            time.Duration
+}
+
+// stringList is a repeatable string flag.
+type stringList []string
+
+func (l *stringList) String() string { return strings.Join(*l, ",") }
+
+func (l *stringList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s != "" {
+			*l = append(*l, s)
+		}
+	}
+	return nil
+}
+
+func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
+	var f serveFlags
+	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	fs.StringVar(&f.db, "db", defaultDSN, "database: sqlite:PATH or postgres://...")
+	fs.StringVar(&f.issuer, "issuer", "", "public base URL of the server, the iss of its tokens (default http://ADDR)")
+	fs.DurationVar(&f.accessTTL, "access-ttl", session.DefaultAccessTTL, "access token lifetime")
+	fs.DurationVar(&f.refreshTTL, "refresh-ttl", session.DefaultRefreshTTL, "refresh token idle lifetime")
+	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
+	fs.DurationVar(&f.grace, "grace", session.DefaultGrace, "grace window in which a rotated refresh token is answered with the same successor (0 turns it off)")
+	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin allowed to use cookie mode (repeatable)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
+		fs.PrintDefaults()
+	}
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("serve: unexpected arguments %q", fs.Args())
+	}
+	if err := positive(map[string]time.Duration{"access-ttl": f.accessTTL, "refresh-ttl": f.refreshTTL, "session-ttl": f.sessionTTL}); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	if f.grace < 0 {
+		return fmt.Errorf("serve: --grace must not be negative, got %v", f.grace)
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
+		return fmt.Errorf("serve: --log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ln, err := net.Listen("tcp", f.addr)
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	defer ln.Close()
+	if f.issuer == "" {
+		f.issuer = "http://" + ln.Addr().String()
+	}
+	st, err := openStore(ctx, f.db)
+	if err != nil {
+		return fmt.Errorf("serve: open database: %w", err)
+	}
+	defer st.Close()
+	grace := f.grace
+	if grace == 0 {
+		grace = -1 // --grace 0: no grace window at all
+	}
+	srv, err := server.New(ctx, server.Config{
+		Store:          st,
+		Issuer:         f.issuer,
+		AccessTTL:      f.accessTTL,
+		RefreshTTL:     f.refreshTTL,
+		SessionTTL:     f.sessionTTL,
+		Grace:          grace,
+		AllowedOrigins: f.allowedOrigins,
+		Logger:         log,
+		Assets:         web.Handler(),
+	})
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	return serveUntilDone(ctx, ln, srv, log, f.shutdownTimeout, func() {
+		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", redactDSN(f.db),
+			"access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace)
+		fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	})
+}
+
+// serveUntilDone serves srv on ln until ctx is cancelled (SIGINT, SIGTERM),
+// then shuts down gracefully: no new connections, requests in flight
+// finish within timeout.
+func serveUntilDone(ctx context.Context, ln net.Listener, srv *server.Server, log *slog.Logger, timeout time.Duration, started func()) error {
+	hs := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	gcCtx, stopGC := context.WithCancel(ctx)
+	defer stopGC()
+	go srv.CollectExpired(gcCtx, time.Hour)
+
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	started()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), timeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		return fmt.Errorf("serve: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("serve: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
