@@ -46,6 +46,10 @@ type Config struct {
 	// 10 per second, per address.
 	LoginLimit LoginLimit
 
+	// RequestTimeout bounds the database work of one request, so that an
+	// unreachable database yields a 503 rather than a hang. Zero: 5s.
+	RequestTimeout time.Duration
+
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 	// Logger receives one line per request and the security events; nil
@@ -93,6 +97,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.RequestTimeout <= 0 {
+		cfg.RequestTimeout = 5 * time.Second
 	}
 	if cfg.Registry == nil {
 		cfg.Registry = newRegistry()
@@ -231,7 +238,9 @@ func (s *Server) routes() {
 				return
 			}
 			start := time.Now()
-			h.ServeHTTP(w, r)
+			ctx, cancel := context.WithTimeout(r.Context(), s.cfg.RequestTimeout)
+			defer cancel()
+			h.ServeHTTP(w, r.WithContext(ctx))
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
@@ -285,7 +294,7 @@ func (s *Server) answerUnavailable(w http.ResponseWriter, err error) bool {
 }
 
 func unavailable(err error) bool {
-	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded)
+	return errors.Is(err, store.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // internalError answers an unexpected server-side error: 503 when the
