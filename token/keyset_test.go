@@ -8,11 +8,44 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 )
+
+// concurrentLookups has n callers look up kid at once while release holds
+// the shared load back: it returns once every caller waits for the load,
+// releases it, and returns the callers' errors. A caller that returns
+// before the load is released did not share it, and fails the test.
+func concurrentLookups(t *testing.T, c *cachedKeys, n int, kid string, release func()) []error {
+	t.Helper()
+	joined := waitHook(c, n)
+	errs := make([]error, n)
+	returned := make(chan int, n)
+	for i := range n {
+		go func() {
+			_, errs[i] = c.publicKey(context.Background(), kid)
+			returned <- i
+		}()
+	}
+	for waiting := 0; waiting < n; {
+		select {
+		case <-joined:
+			waiting++
+		case i := <-returned:
+			release()
+			for range n - 1 {
+				<-returned
+			}
+			t.Fatalf("caller %d returned (%v) while the load was held back", i, errs[i])
+		}
+	}
+	release()
+	for range n {
+		<-returned
+	}
+	return errs
+}
 
 // waitHook makes a key set report each caller that starts waiting for a
 // shared load, so that tests know when every caller has joined it.
@@ -104,8 +137,6 @@ func TestStoreKeySetSingleFlight(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newFixture(t)
 			tt.prep(f)
-			const n = 16
-			joined := waitHook(&f.keys.c, n)
 			f.ks.reads.Store(0)
 			f.ks.gate = make(chan struct{})
 
@@ -120,16 +151,7 @@ func TestStoreKeySetSingleFlight(t *testing.T) {
 				}
 				kid = newer.ID
 			}
-			var wg sync.WaitGroup
-			errs := make([]error, n)
-			for i := range n {
-				wg.Go(func() { _, errs[i] = f.keys.PublicKey(context.Background(), kid) })
-			}
-			for range n {
-				<-joined
-			}
-			close(f.ks.gate)
-			wg.Wait()
+			errs := concurrentLookups(t, &f.keys.c, 16, kid, func() { close(f.ks.gate) })
 			if r := f.ks.reads.Load(); r != 1 {
 				t.Errorf("store read %d times, want 1", r)
 			}
@@ -162,12 +184,17 @@ func TestStoreKeySetCallerGivesUp(t *testing.T) {
 		t.Errorf("cancelled caller: %v, want context.Canceled", err)
 	}
 
-	got := make(chan error)
+	got := make(chan error, 1)
 	go func() {
 		_, err := f.keys.PublicKey(context.Background(), f.key.ID)
 		got <- err
 	}()
-	<-joined
+	select {
+	case <-joined:
+	case err := <-got:
+		close(f.ks.gate)
+		t.Fatalf("second caller returned (%v) without joining the load", err)
+	}
 	close(f.ks.gate)
 	if err := <-got; err != nil {
 		t.Errorf("second caller: %v", err)
@@ -338,19 +365,7 @@ func TestRemoteKeySetSingleFlight(t *testing.T) {
 	srv := newJWKSServer(t, f.ks)
 	srv.gate = make(chan struct{})
 	remote := NewRemoteKeySet(context.Background(), srv.URL, srv.Client())
-	const n = 16
-	joined := waitHook(&remote.c, n)
-
-	var wg sync.WaitGroup
-	errs := make([]error, n)
-	for i := range n {
-		wg.Go(func() { _, errs[i] = remote.PublicKey(context.Background(), f.key.ID) })
-	}
-	for range n {
-		<-joined
-	}
-	close(srv.gate)
-	wg.Wait()
+	errs := concurrentLookups(t, &remote.c, 16, f.key.ID, func() { close(srv.gate) })
 	if h := srv.hits.Load(); h != 1 {
 		t.Errorf("fetched %d times, want 1", h)
 	}
