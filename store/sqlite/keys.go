@@ -13,9 +13,7 @@ import (
 // SigningKeys returns every stored signing key, newest first (by CreatedAt,
 // then by ID for keys created in the same microsecond).
 func (s *Store) SigningKeys(ctx context.Context) ([]token.Key, error) {
-	rows, err := s.r.QueryContext(ctx, `
-		SELECT id, algorithm, private_key, created_at
-		FROM signing_keys ORDER BY created_at DESC, id DESC`)
+	rows, err := s.rs.query(ctx, nil, qSigningKeys)
 	if err != nil {
 		return nil, wrap("signing keys", err)
 	}
@@ -50,8 +48,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k token.Key) error {
 	case k.CreatedAt.IsZero():
 		return errors.New("sqlite: add signing key: zero CreatedAt")
 	}
-	if _, err := s.w.ExecContext(ctx, `
-		INSERT INTO signing_keys (id, algorithm, private_key, created_at) VALUES (?, ?, ?, ?)`,
+	if _, err := s.ws.exec(ctx, nil, qInsertKey,
 		k.ID, k.Algorithm, []byte(k.PrivateKey), micros(k.CreatedAt),
 	); err != nil {
 		if isConstraint(err) {
@@ -65,7 +62,7 @@ func (s *Store) AddSigningKey(ctx context.Context, k token.Key) error {
 // DeleteSigningKey removes the key with the given ID; an unknown ID returns
 // an error wrapping token.ErrKeyNotFound.
 func (s *Store) DeleteSigningKey(ctx context.Context, id string) error {
-	res, err := s.w.ExecContext(ctx, `DELETE FROM signing_keys WHERE id = ?`, id)
+	res, err := s.ws.exec(ctx, nil, qDeleteKey, id)
 	if err != nil {
 		return wrap("delete signing key", err)
 	}

@@ -31,15 +31,13 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 		return wrap("create family: begin", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
 		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
 		micros(f.RevokedAt), f.RevokeReason,
 	); err != nil {
 		return wrap("create family", err)
 	}
-	if err := insertToken(ctx, tx, f.ID, first); err != nil {
+	if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
 		return wrap("create family: first token", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -61,29 +59,17 @@ func checkToken(t session.RefreshToken) error {
 	return nil
 }
 
-func insertToken(ctx context.Context, tx *sql.Tx, familyID string, t session.RefreshToken) error {
+func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t session.RefreshToken) error {
 	var succ any
 	if t.SuccessorHash != nil {
 		succ = t.SuccessorHash
 	}
-	_, err := tx.ExecContext(ctx, `
-		INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`,
+	_, err := s.ws.exec(ctx, tx, qInsertToken,
 		t.Hash, familyID, t.Generation, micros(t.IssuedAt), micros(t.ExpiresAt),
 		micros(t.ConsumedAt), succ,
 	)
 	return err
 }
-
-// chainQuery reads a token, its family and its successor in one statement.
-const chainQuery = `
-	SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
-	       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
-	       s.hash, s.generation, s.issued_at, s.expires_at, s.consumed_at, s.successor_hash
-	FROM refresh_tokens t
-	JOIN families f ON f.id = t.family_id
-	LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash
-	WHERE t.hash = ?`
 
 // Exchange reads the chain of the token whose hash is given, calls decide
 // and applies its Change, in one IMMEDIATE transaction: it holds the
@@ -105,7 +91,7 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		sGen, sIssued, sExp, sConsumed sql.NullInt64
 		tSucc                          []byte
 	)
-	err = tx.QueryRowContext(ctx, chainQuery, tokenHash).Scan(
+	err = s.ws.queryRow(ctx, tx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
 		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
@@ -150,10 +136,8 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		if ch.RevokeAt.IsZero() {
 			return errors.New("sqlite: exchange: revoke with zero RevokeAt")
 		}
-		if _, err := tx.ExecContext(ctx, `
-			UPDATE families SET revoked_at = ?, revoke_reason = ?
-			WHERE id = ? AND revoked_at IS NULL`,
-			micros(ch.RevokeAt), ch.RevokeReason, c.Family.ID,
+		if _, err := s.ws.exec(ctx, tx, qRevoke,
+			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
 		); err != nil {
 			return wrap("exchange: revoke", err)
 		}
@@ -173,9 +157,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 	if err := checkToken(next); err != nil {
 		return fmt.Errorf("sqlite: exchange: successor: %w", err)
 	}
-	res, err := tx.ExecContext(ctx, `
-		UPDATE refresh_tokens SET consumed_at = ?, successor_hash = ?
-		WHERE hash = ? AND consumed_at IS NULL`,
+	res, err := s.ws.exec(ctx, tx, qConsume,
 		micros(ch.ConsumedAt), next.Hash, c.Token.Hash,
 	)
 	if err != nil {
@@ -186,7 +168,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 	} else if n != 1 {
 		return errors.New("sqlite: exchange: consume of a token already consumed")
 	}
-	if err := insertToken(ctx, tx, c.Family.ID, next); err != nil {
+	if err := s.insertToken(ctx, tx, c.Family.ID, next); err != nil {
 		return wrap("exchange: insert successor", err)
 	}
 	return nil
@@ -197,10 +179,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	f := session.Family{ID: id}
 	var created, exp, revoked sql.NullInt64
-	err := s.r.QueryRowContext(ctx, `
-		SELECT subject, client_id, created_at, expires_at, revoked_at, revoke_reason
-		FROM families WHERE id = ?`, id,
-	).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	err := s.rs.queryRow(ctx, nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
 	}
@@ -218,13 +197,7 @@ func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reaso
 	if at.IsZero() {
 		return errors.New("sqlite: revoke family: zero time")
 	}
-	// Both SET expressions see the old row: a revoked family keeps its
-	// first revocation, and still counts as a changed row.
-	res, err := s.w.ExecContext(ctx, `
-		UPDATE families SET
-			revoke_reason = CASE WHEN revoked_at IS NULL THEN ? ELSE revoke_reason END,
-			revoked_at = COALESCE(revoked_at, ?)
-		WHERE id = ?`,
+	res, err := s.ws.exec(ctx, nil, qRevoke,
 		reason, micros(at), id,
 	)
 	if err != nil {
@@ -243,9 +216,7 @@ func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reaso
 // FamilyTokens returns every refresh token of the family, ordered by
 // generation. An unknown family has no tokens.
 func (s *Store) FamilyTokens(ctx context.Context, familyID string) ([]session.RefreshToken, error) {
-	rows, err := s.r.QueryContext(ctx, `
-		SELECT hash, generation, issued_at, expires_at, consumed_at, successor_hash
-		FROM refresh_tokens WHERE family_id = ? ORDER BY generation`, familyID)
+	rows, err := s.rs.query(ctx, nil, qFamilyTokens, familyID)
 	if err != nil {
 		return nil, wrap("family tokens", err)
 	}
@@ -270,7 +241,7 @@ func (s *Store) FamilyTokens(ctx context.Context, familyID string) ([]session.Re
 // first if there is none. Every caller, in any process, gets the same bytes.
 func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []byte) ([]byte, error) {
 	var v []byte
-	err := s.r.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v)
+	err := s.rs.queryRow(ctx, nil, qSecret, name).Scan(&v)
 	if err == nil {
 		return v, nil
 	}
@@ -285,14 +256,12 @@ func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []
 		return nil, wrap("store secret: begin", err)
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `
-		INSERT INTO secrets (name, value, created_at) VALUES (?, ?, ?)
-		ON CONFLICT (name) DO NOTHING`,
+	if _, err := s.ws.exec(ctx, tx, qInsertSecret,
 		name, candidate, time.Now().UnixMicro(),
 	); err != nil {
 		return nil, wrap("store secret", err)
 	}
-	if err := tx.QueryRowContext(ctx, `SELECT value FROM secrets WHERE name = ?`, name).Scan(&v); err != nil {
+	if err := s.ws.queryRow(ctx, tx, qSecret, name).Scan(&v); err != nil {
 		return nil, wrap("store secret: read back", err)
 	}
 	if err := tx.Commit(); err != nil {
@@ -307,9 +276,7 @@ func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := s.w.ExecContext(ctx, `
-			DELETE FROM families WHERE id IN (
-				SELECT id FROM families WHERE expires_at < ? LIMIT ?)`,
+		res, err := s.ws.exec(ctx, nil, qDeleteExpired,
 			before.UnixMicro(), deleteBatch,
 		)
 		if err != nil {

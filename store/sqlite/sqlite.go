@@ -59,8 +59,10 @@ type Store struct {
 	// process queue in the pool instead of spinning on the busy timeout.
 	w *sql.DB
 	// r is the reader pool: read-only connections for lookups that write
-	// nothing.
+	// nothing. It is w itself when the options ask for no readers.
 	r *sql.DB
+	// ws and rs are the prepared statements of w and r.
+	ws, rs *stmts
 }
 
 var _ store.Store = (*Store)(nil)
@@ -68,11 +70,12 @@ var _ store.Store = (*Store)(nil)
 // options tune Open for the benchmarks that justify the defaults.
 type options struct {
 	synchronous string // "FULL" or "NORMAL"
-	readers     int    // size of the reader pool; 0: no separate readers, reads use the writer
+	writers     int    // size of the writer pool: 1 in production
+	readers     int    // size of the reader pool; 0: no separate readers, reads use the writer pool
 }
 
 func defaultOptions() options {
-	return options{synchronous: "FULL", readers: max(4, runtime.GOMAXPROCS(0))}
+	return options{synchronous: "FULL", writers: 1, readers: max(4, runtime.GOMAXPROCS(0))}
 }
 
 // Open opens the SQLite database at path, creating it and its parent
@@ -107,8 +110,8 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sqlite: open: %w", err)
 	}
-	w.SetMaxOpenConns(1)
-	w.SetMaxIdleConns(1)
+	w.SetMaxOpenConns(o.writers)
+	w.SetMaxIdleConns(o.writers)
 	w.SetConnMaxIdleTime(0)
 	w.SetConnMaxLifetime(0)
 	s := &Store{path: abs, w: w, r: w}
@@ -134,9 +137,18 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 		r.SetConnMaxIdleTime(time.Minute)
 		s.r = r
 		if err := r.PingContext(ctx); err != nil {
-			s.Close()
+			s.w.Close()
+			s.r.Close()
 			return nil, wrap("open readers", err)
 		}
+	}
+	s.ws, s.rs = newStmts(s.w), newStmts(s.r)
+	if s.r == s.w {
+		s.rs = s.ws
+	}
+	if err := errors.Join(s.ws.prepareAll(ctx, writerQueries), s.rs.prepareAll(ctx, readerQueries)); err != nil {
+		s.Close()
+		return nil, wrap("open: prepare", err)
 	}
 	return s, nil
 }
@@ -215,11 +227,12 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the database. Calls after Close fail with errors wrapping
 // store.ErrUnavailable.
 func (s *Store) Close() error {
-	var errR error
+	errs := []error{s.ws.close()}
 	if s.r != s.w {
-		errR = s.r.Close()
+		errs = append(errs, s.rs.close(), s.r.Close())
 	}
-	if err := errors.Join(s.w.Close(), errR); err != nil {
+	errs = append(errs, s.w.Close())
+	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("sqlite: close: %w", err)
 	}
 	return nil

@@ -15,9 +15,7 @@ func (s *Store) CreateUser(ctx context.Context, u user.User) error {
 	if u.ID == "" || u.Username == "" {
 		return errors.New("sqlite: create user: ID and Username are required")
 	}
-	res, err := s.w.ExecContext(ctx, `
-		INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)
-		ON CONFLICT (username) DO NOTHING`,
+	res, err := s.ws.exec(ctx, nil, qInsertUser,
 		u.ID, u.Username, u.PasswordHash, micros(u.CreatedAt),
 	)
 	if err != nil {
@@ -40,9 +38,7 @@ func (s *Store) UserByName(ctx context.Context, username string) (user.User, err
 		u       user.User
 		created sql.NullInt64
 	)
-	err := s.r.QueryRowContext(ctx, `
-		SELECT id, username, password_hash, created_at FROM users WHERE username = ?`, username,
-	).Scan(&u.ID, &u.Username, &u.PasswordHash, &created)
+	err := s.rs.queryRow(ctx, nil, qUser, username).Scan(&u.ID, &u.Username, &u.PasswordHash, &created)
 	if errors.Is(err, sql.ErrNoRows) {
 		return user.User{}, fmt.Errorf("sqlite: user: %w", user.ErrNotFound)
 	}

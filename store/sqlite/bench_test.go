@@ -1,0 +1,165 @@
+package sqlite
+
+import (
+	"context"
+	"fmt"
+	"path/filepath"
+	"runtime"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/store/storetest"
+)
+
+// benchVariants are the layouts compared by the benchmarks: the default
+// (one writer connection, a pool of readers, synchronous=FULL) against
+// synchronous=NORMAL and against one shared pool of connections.
+var benchVariants = []struct {
+	name string
+	opts func() options
+}{
+	{"default", defaultOptions},
+	{"normal", func() options { o := defaultOptions(); o.synchronous = "NORMAL"; return o }},
+	{"onepool", func() options {
+		o := defaultOptions()
+		o.writers, o.readers = max(4, runtime.GOMAXPROCS(0)), 0
+		return o
+	}},
+}
+
+func openBench(b *testing.B, o options) *Store {
+	b.Helper()
+	s, err := open(context.Background(), filepath.Join(b.TempDir(), "bench.db"), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { s.Close() })
+	return s
+}
+
+// chain is one family whose current token a benchmark keeps rotating.
+type chain struct {
+	cur session.RefreshToken
+	n   int
+}
+
+var chainIDs atomic.Int64
+
+func newChain(b *testing.B, s *Store) *chain {
+	id := fmt.Sprintf("fam-%d", chainIDs.Add(1))
+	now := time.Now().UTC()
+	f := session.Family{ID: id, Subject: "bench", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+	first := session.RefreshToken{Hash: storetest.Hash(id + "-0"), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := s.CreateFamily(context.Background(), f, first); err != nil {
+		b.Fatal(err)
+	}
+	return &chain{cur: first}
+}
+
+// rotate is one Exchange through a decide that consumes.
+func (c *chain) rotate(b *testing.B, s *Store) {
+	c.n++
+	now := time.Now().UTC()
+	next := &session.RefreshToken{
+		Hash: storetest.Hash(fmt.Sprintf("%s-%d", c.cur.FamilyID, c.n)), FamilyID: c.cur.FamilyID,
+		Generation: c.cur.Generation + 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+	}
+	err := s.Exchange(context.Background(), c.cur.Hash, func(ch session.Chain) (session.Change, error) {
+		if ch.Token.Consumed() || ch.Family.Revoked() {
+			return session.Change{}, fmt.Errorf("chain broken: %+v", ch)
+		}
+		return session.Change{Consume: next, ConsumedAt: now}, nil
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.cur = *next
+}
+
+// BenchmarkExchange measures one rotation (read chain, decide, consume and
+// insert the successor, commit) per op: serially, and from parallel
+// goroutines each rotating its own family.
+func BenchmarkExchange(b *testing.B) {
+	for _, v := range benchVariants {
+		b.Run(v.name+"/serial", func(b *testing.B) {
+			s := openBench(b, v.opts())
+			c := newChain(b, s)
+			for b.Loop() {
+				c.rotate(b, s)
+			}
+		})
+		b.Run(v.name+"/parallel", func(b *testing.B) {
+			s := openBench(b, v.opts())
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				c := newChain(b, s)
+				for pb.Next() {
+					c.rotate(b, s)
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkMixed is the load of a server: per op, one rotation and four
+// session lookups (heartbeats), from parallel goroutines. It is what the
+// split between one writer and a reader pool is for.
+func BenchmarkMixed(b *testing.B) {
+	for _, v := range benchVariants {
+		b.Run(v.name, func(b *testing.B) {
+			s := openBench(b, v.opts())
+			ctx := context.Background()
+			b.SetParallelism(4)
+			b.RunParallel(func(pb *testing.PB) {
+				c := newChain(b, s)
+				for pb.Next() {
+					c.rotate(b, s)
+					for range 4 {
+						if _, err := s.Family(ctx, c.cur.FamilyID); err != nil {
+							b.Fatal(err)
+						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// BenchmarkEngineRefresh measures one refresh through session.Engine on
+// SQLite per op. The access token is minted by a counter, so the number is
+// the engine and the store, not JWT signing.
+func BenchmarkEngineRefresh(b *testing.B) {
+	ctx := context.Background()
+	s := openBench(b, defaultOptions())
+	e, err := session.NewEngine(ctx, s, storetest.CountingMinter(), session.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Run("serial", func(b *testing.B) {
+		g, err := e.Login(ctx, "bench", "")
+		if err != nil {
+			b.Fatal(err)
+		}
+		for b.Loop() {
+			if g, err = e.Refresh(ctx, g.RefreshToken, ""); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		b.SetParallelism(4)
+		b.RunParallel(func(pb *testing.PB) {
+			g, err := e.Login(ctx, "bench", "")
+			if err != nil {
+				b.Fatal(err)
+			}
+			for pb.Next() {
+				if g, err = e.Refresh(ctx, g.RefreshToken, ""); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	})
+}
