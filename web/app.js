@@ -18,7 +18,7 @@ const reasons = {
   no_session: 'Sign in to start a session.',
 };
 
-const stats = { ok: 0, failed: 0, refreshes: 0, adopted: 0 };
+const stats = { ok: 0, failed: 0, refreshes: 0, adopted: 0, reauth: 0 };
 const pending = new Set();
 const requestBars = new Map(); // request id -> its timeline bar
 const bars = []; // timeline items: {el, start, end, lane}
@@ -201,6 +201,7 @@ function makeClient() {
     key: 'demo',
     heartbeat,
     onReauthRequired(err) {
+      stats.reauth++;
       log(`Session ended: ${err.reason}`, 'bad');
       showLogin(reasons[err.reason] ?? 'Sign in again.');
     },
@@ -236,11 +237,8 @@ function makeClient() {
         renderStats();
         showTokenFacts();
       } else if (e.phase === 'adopted') {
-        stats.adopted++;
         finishBar(addBar('refresh', 'peer', e.at), 'peer', e.at + 120);
         log('Another tab had just refreshed: took its token, no call to the server', 'peer');
-        renderStats();
-        showTokenFacts();
       } else if (e.phase === 'failed') {
         const r = refreshBars.get(e.id);
         refreshBars.delete(e.id);
@@ -249,11 +247,18 @@ function makeClient() {
       }
     }),
     client.on('tokens', (e) => {
-      if (e.source === 'peer' && document.body.dataset.state === 'login') {
+      if (e.source !== 'peer') return;
+      stats.adopted++;
+      renderStats();
+      if (document.body.dataset.state === 'login') {
         log('Signed in from another tab');
         showApp();
+      } else {
+        showTokenFacts();
       }
-      if (e.source === 'peer') showTokenFacts();
+    }),
+    client.on('peer', (e) => {
+      if (e.type === 'tokens') log('Another tab refreshed: its new token is used here too', 'peer');
     }),
     client.on('heartbeat', (e) => {
       if (e.phase === 'end') log(`Heartbeat: ${e.active ? 'session active' : 'session over'} (${e.status || e.error})`, e.active ? '' : 'bad');

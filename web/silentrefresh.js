@@ -148,6 +148,12 @@ function abortable(promise, signal) {
   });
 }
 
+// Lets the tasks already queued (a peer's message) run first.
+const setTimeoutAtLoad = globalThis.setTimeout;
+function yieldTask() {
+  return new Promise((r) => setTimeoutAtLoad(r, 0));
+}
+
 function timeoutSignal(ms) {
   if (!(ms > 0)) return undefined;
   if (typeof AbortSignal !== 'undefined' && typeof AbortSignal.timeout === 'function') return AbortSignal.timeout(ms);
@@ -328,36 +334,45 @@ export function createClient(options = {}) {
   function announce(msg) {
     if (!channel) return;
     try {
-      const m = { ...msg, from: tabId };
-      // A store that other tabs cannot read: the message carries the state.
-      if (!shared && msg.type === 'tokens') m.state = current;
+      const m = { ...msg, from: tabId, at: now() };
+      // The message carries the state: another tab's copy of localStorage
+      // may lag behind this tab's write (browsers propagate it
+      // asynchronously), and the message may be the first to arrive.
+      if (msg.type === 'tokens' && current) m.state = current;
       channel.postMessage(m);
     } catch {
       // A closed channel: nothing to tell.
     }
   }
 
+  /** Whether a is a later state than b (by when it was obtained). */
+  function newer(a, b) {
+    return a != null && (b == null || (a.obtainedAt ?? 0) > (b.obtainedAt ?? 0));
+  }
+
   async function onPeerMessage(msg) {
     if (closed || !msg || msg.from === tabId) return;
     if (msg.type === 'tokens') {
-      const s = shared ? await readStore() : parseState(msg.state);
-      if (s && !shared) await writeStore(s);
-      if (s) {
-        const had = current;
-        adopt(s, 'peer');
-        if (had?.accessToken !== s.accessToken) emit('peer', { type: 'tokens' });
-      }
+      let s = parseState(msg.state);
+      if (!s && shared) s = await readStore(); // the storage event: storage is up to date
+      if (!s) return;
+      if (cookie) delete s.refreshToken;
+      if (current && !newer(s, current)) return; // nothing new, or older than ours
+      if (!shared) await writeStore(s);
+      adopt(s, 'peer');
+      emit('peer', { type: 'tokens' });
     } else if (msg.type === 'ended') {
+      if (!current) return;
+      // A login after the logout (in storage already) wins over it.
       const s = shared ? await readStore() : null;
-      if (s && s.accessToken !== current?.accessToken) {
+      if (s && (s.obtainedAt ?? 0) > (msg.at ?? 0) && newer(s, current)) {
         adopt(s, 'peer');
         return;
       }
-      if (!s && current) {
-        if (!shared) await clearStore();
-        emit('peer', { type: 'ended', reason: msg.reason });
-        endSession(msg.reason || 'logout', null, false);
-      }
+      if (!current) return;
+      if (!shared) await clearStore();
+      emit('peer', { type: 'ended', reason: msg.reason });
+      endSession(msg.reason || 'logout', null, false);
     }
   }
 
@@ -428,8 +443,16 @@ export function createClient(options = {}) {
     emit('refresh', { id, phase: 'wait', at: started });
     try {
       const result = await withLock(async () => {
-        const s = await readStore();
-        if (s && s.accessToken !== stale?.accessToken && !isStale(s)) {
+        let s = await readStore();
+        // A peer's message may be ahead of this tab's view of storage, and
+        // may still be queued behind the lock grant: let it in once.
+        if (newer(current, s)) s = current;
+        const usable = (x) => x && x.accessToken !== stale?.accessToken && !isStale(x);
+        if (!usable(s) && channel) {
+          await yieldTask();
+          if (newer(current, s)) s = current;
+        }
+        if (usable(s)) {
           emit('refresh', { id, phase: 'adopted', at: now(), startedAt: started });
           return adopt(s, 'peer');
         }
