@@ -27,6 +27,11 @@ var benchVariants = []struct {
 		o.writers, o.readers = max(4, runtime.GOMAXPROCS(0)), 0
 		return o
 	}},
+	{"onepool-normal", func() options {
+		o := defaultOptions()
+		o.writers, o.readers, o.synchronous = max(4, runtime.GOMAXPROCS(0)), 0, "NORMAL"
+		return o
+	}},
 }
 
 func openBench(b *testing.B, o options) *Store {
@@ -92,7 +97,7 @@ func BenchmarkExchange(b *testing.B) {
 		})
 		b.Run(v.name+"/parallel", func(b *testing.B) {
 			s := openBench(b, v.opts())
-			b.SetParallelism(4)
+			b.SetParallelism(8)
 			b.RunParallel(func(pb *testing.PB) {
 				c := newChain(b, s)
 				for pb.Next() {
@@ -111,7 +116,7 @@ func BenchmarkMixed(b *testing.B) {
 		b.Run(v.name, func(b *testing.B) {
 			s := openBench(b, v.opts())
 			ctx := context.Background()
-			b.SetParallelism(4)
+			b.SetParallelism(8)
 			b.RunParallel(func(pb *testing.PB) {
 				c := newChain(b, s)
 				for pb.Next() {
@@ -149,7 +154,7 @@ func BenchmarkEngineRefresh(b *testing.B) {
 		}
 	})
 	b.Run("parallel", func(b *testing.B) {
-		b.SetParallelism(4)
+		b.SetParallelism(8)
 		b.RunParallel(func(pb *testing.PB) {
 			g, err := e.Login(ctx, "bench", "")
 			if err != nil {

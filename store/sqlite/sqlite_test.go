@@ -225,3 +225,43 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	}
 	search("closed")
 }
+
+// TestDeleteExpiredBatches removes more families than one batch holds.
+func TestDeleteExpiredBatches(t *testing.T) {
+	ctx := context.Background()
+	s := openTest(t, filepath.Join(t.TempDir(), "d.db"))
+	defer s.Close()
+	const expired, live = 2*deleteBatch + 7, 3
+	// Many families and tokens in one statement each, to keep the test fast.
+	for _, q := range []string{
+		`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?)
+		 INSERT INTO families (id, subject, created_at, expires_at) SELECT 'f' || i, 's', 1, i FROM n`,
+		`INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at)
+		 SELECT randomblob(32), id, 0, 1, 2 FROM families`,
+	} {
+		if _, err := s.w.ExecContext(ctx, q, expired+live); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n, err := s.DeleteExpired(ctx, time.UnixMicro(expired+1))
+	if err != nil || n != expired {
+		t.Fatalf("DeleteExpired = %d, %v; want %d", n, err, expired)
+	}
+	var fams, toks int
+	if err := s.r.QueryRowContext(ctx, `SELECT (SELECT count(*) FROM families), (SELECT count(*) FROM refresh_tokens)`).Scan(&fams, &toks); err != nil {
+		t.Fatal(err)
+	}
+	if fams != live || toks != live {
+		t.Errorf("left %d families and %d tokens, want %d of each", fams, toks, live)
+	}
+}
+
+func TestCloseTwice(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "c.db"))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
