@@ -38,8 +38,14 @@ type Issuer struct {
 type signer struct {
 	key    ed25519.PrivateKey
 	kid    string
-	header string // base64url of the header JSON, followed by "."
+	header string    // base64url of the header JSON, followed by "."
+	loaded time.Time // when it was read from the store
 }
+
+// IssuerMaxAge is how long an Issuer signs with the key it read before it
+// reads the store again, so that a key rotated on another replica is
+// picked up without a restart.
+const IssuerMaxAge = 5 * time.Second
 
 // NewIssuer returns an Issuer that signs with the newest key in ks and fills
 // in the given issuer and audience when the claims leave them empty. The key
@@ -69,7 +75,26 @@ func (i *Issuer) KeyID(ctx context.Context) (string, error) {
 }
 
 func (i *Issuer) current(ctx context.Context) (*signer, error) {
-	if s := i.signer.Load(); s != nil {
+	s := i.signer.Load()
+	if s != nil && time.Since(s.loaded) < IssuerMaxAge {
+		return s, nil
+	}
+	if s != nil {
+		// Stale: one caller re-reads the store while the others go on
+		// with the key they have. If the store fails, the key in use is
+		// kept for another IssuerMaxAge: minting does not depend on the
+		// store being up.
+		if !i.mu.TryLock() {
+			return s, nil
+		}
+		defer i.mu.Unlock()
+		if fresh := i.signer.Load(); fresh != s {
+			return fresh, nil
+		}
+		if n, err := i.loadLocked(ctx); err == nil {
+			return n, nil
+		}
+		i.signer.Store(&signer{key: s.key, kid: s.kid, header: s.header, loaded: time.Now()})
 		return s, nil
 	}
 	i.mu.Lock()
@@ -112,6 +137,7 @@ func (i *Issuer) loadLocked(ctx context.Context) (*signer, error) {
 		key:    newest.PrivateKey,
 		kid:    newest.ID,
 		header: base64.RawURLEncoding.EncodeToString(h) + ".",
+		loaded: time.Now(),
 	}
 	i.signer.Store(s)
 	return s, nil
