@@ -98,6 +98,13 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 	if err := os.MkdirAll(filepath.Dir(abs), 0o700); err != nil {
 		return nil, fmt.Errorf("sqlite: open: create folder: %w", err)
 	}
+	// The file holds signing keys and password hashes: create it readable
+	// by its owner only. SQLite gives its -wal and -shm files the same mode.
+	if f, err := os.OpenFile(abs, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o600); err == nil {
+		f.Close()
+	} else if !errors.Is(err, fs.ErrExist) {
+		return nil, fmt.Errorf("sqlite: open: create file: %w", err)
+	}
 
 	common := []string{
 		fmt.Sprintf("busy_timeout(%d)", BusyTimeout.Milliseconds()),

@@ -66,8 +66,14 @@ func TestOpenPaths(t *testing.T) {
 			if s.Path() != abs {
 				t.Errorf("Path() = %q, want %q", s.Path(), abs)
 			}
-			if _, err := os.Stat(abs); err != nil {
-				t.Errorf("database file not at the given path: %v", err)
+			for _, p := range []string{abs, abs + "-wal"} {
+				fi, err := os.Stat(p)
+				if err != nil {
+					t.Fatalf("database file not at the given path: %v", err)
+				}
+				if fi.Mode().Perm() != 0o600 {
+					t.Errorf("%s has mode %v, want 0600", filepath.Base(p), fi.Mode().Perm())
+				}
 			}
 		})
 	}
