@@ -238,6 +238,8 @@ export function createClient(options = {}) {
   let notified = false; // onReauthRequired has run for the session that ended
   let closed = false;
   let seq = 0;
+  let epoch = 0; // bumped when a session ends: a refresh begun before it is void
+  let endedAt = -Infinity; // when the last session ended here: older tokens are dead
   const listeners = new Map();
   const cleanups = [];
 
@@ -358,6 +360,7 @@ export function createClient(options = {}) {
       if (!s) return;
       if (cookie) delete s.refreshToken;
       if (current && !newer(s, current)) return; // nothing new, or older than ours
+      if ((s.obtainedAt ?? 0) <= endedAt) return; // from before a logout: revoked
       if (!shared) await writeStore(s);
       adopt(s, 'peer');
       emit('peer', { type: 'tokens' });
@@ -370,7 +373,8 @@ export function createClient(options = {}) {
         return;
       }
       if (!current) return;
-      if (!shared) await clearStore();
+      // Tokens this tab wrote before it heard of the end are dead: drop them.
+      if (!shared || (s && s.accessToken === current.accessToken)) await clearStore();
       emit('peer', { type: 'ended', reason: msg.reason });
       endSession(msg.reason || 'logout', null, false);
     }
@@ -398,6 +402,8 @@ export function createClient(options = {}) {
    */
   function endSession(reason, cause, wipe) {
     const err = new ReauthRequiredError(reason, cause ? { cause } : undefined);
+    epoch++;
+    endedAt = now();
     const had = current;
     current = null;
     loaded = true;
@@ -439,6 +445,7 @@ export function createClient(options = {}) {
 
   async function runRefresh(stale) {
     const id = ++seq;
+    const e0 = epoch;
     const started = now();
     emit('refresh', { id, phase: 'wait', at: started });
     try {
@@ -459,6 +466,9 @@ export function createClient(options = {}) {
         if (!s && !cookie) throw endSession('no_session', null, false);
         emit('refresh', { id, phase: 'start', at: now() });
         const s2 = await exchange(s);
+        // Logged out (here or in another tab) while the call was out: the
+        // new tokens belong to a session that is over.
+        if (epoch !== e0) throw new ReauthRequiredError('logout');
         await writeStore(s2);
         adopt(s2, 'refresh');
         announce({ type: 'tokens' });
@@ -621,10 +631,17 @@ export function createClient(options = {}) {
   }
 
   async function logout() {
-    const s = (await load()) ?? (await readStore());
+    // Not under the lock: signing out is at once. The server revokes the
+    // whole family whichever of its tokens it is given, and a refresh in
+    // flight anywhere is voided (epoch here, the "ended" message elsewhere).
+    epoch++;
+    endedAt = now();
+    notified = true; // the application asked for it: no onReauthRequired here
+    const mine = current;
     current = null;
     loaded = true;
-    notified = true; // the application asked for it: no onReauthRequired here
+    let s = await readStore();
+    if (newer(mine, s)) s = mine;
     await clearStore();
     announce({ type: 'ended', reason: 'logout' });
     emit('logout', {});
@@ -646,8 +663,9 @@ export function createClient(options = {}) {
   async function check() {
     if (closed) return;
     const s = await readStore();
-    if (s) adopt(s, 'store');
-    else if (current && shared) {
+    if (newer(s, current)) adopt(s, 'store');
+    else if (!s && current && shared && !channel) {
+      // No channel to hear it on: an empty store means a logout elsewhere.
       endSession('logout', null, false);
       return;
     }

@@ -320,6 +320,68 @@ describe('across tabs', () => {
     assert.equal(b.reauth.length, 1);
   });
 
+  it("logs out at once while another tab's refresh is in flight; the other tab drops it", async (t) => {
+    const { server, clk, a, b, shared } = twoTabs(t);
+    await a.login('alice', 'pw');
+    await until(() => b.tokens() != null, 'b sees the login');
+    expire(clk, a);
+    const gate = deferred();
+    server.refreshGate = gate.promise;
+    const req = b(`${BASE}/api/me`);
+    await until(() => server.calls.refresh === 1, "b's refresh on the wire");
+    assert.equal(await a.logout(), true);
+    assert.deepEqual(server.log.find((l) => l.path === '/api/auth/logout').body, { refreshToken: 'rt-1' });
+    await until(() => b.reauth.length === 1, 'b told');
+    assert.equal(b.reauth[0].reason, 'logout');
+    gate.resolve();
+    await assert.rejects(req, isReauthRequired);
+    assert.equal(shared.storage.getItem(`silentrefresh:${shared.key}`), null);
+    assert.equal(b.tokens(), null);
+    assert.equal(a.tokens(), null);
+    assert.equal(a.reauth.length, 0);
+    assert.equal(b.reauth.length, 1);
+  });
+
+  it('drops tokens its refresh won just before it heard of a logout', async (t) => {
+    const { server, clk, a, b, shared } = twoTabs(t);
+    await a.login('alice', 'pw');
+    await until(() => b.tokens() != null, 'b sees the login');
+    expire(clk, a);
+    const gate = deferred();
+    server.refreshGate = gate.promise;
+    const req = b(`${BASE}/api/me`);
+    await until(() => server.calls.refresh === 1, "b's refresh on the wire");
+    // The server answers b's refresh before it sees a's logout.
+    server.refreshGate = null;
+    gate.resolve();
+    assert.equal((await req).status, 200);
+    await a.logout();
+    await until(() => b.reauth.length === 1, 'b told');
+    assert.equal(shared.storage.getItem(`silentrefresh:${shared.key}`), null);
+    assert.equal(a.tokens(), null, 'the tab that logged out took no tokens from the refresh');
+    assert.equal(b.tokens(), null);
+  });
+
+  it('voids its own refresh in flight when it logs out', async (t) => {
+    const storage = new MemoryStorage();
+    const server = new FakeServer();
+    const clk = clock();
+    const c = tab(t, server, clk, { storage, locks: new LockManager(), key: `k${++keys}` });
+    await c.login('alice', 'pw');
+    expire(clk, c);
+    const gate = deferred();
+    server.refreshGate = gate.promise;
+    const req = c(`${BASE}/api/me`);
+    await until(() => server.calls.refresh === 1, 'refresh on the wire');
+    const out = c.logout();
+    gate.resolve();
+    await assert.rejects(req, isReauthRequired);
+    await out;
+    assert.equal(c.tokens(), null);
+    assert.equal(storage.getItem(`silentrefresh:k${keys}`), null);
+    assert.equal(c.reauth.length, 0);
+  });
+
   it('tells the other tab when a refresh finds the session revoked', async (t) => {
     const { server, clk, a, b } = twoTabs(t);
     await a.login('alice', 'pw');
