@@ -46,22 +46,22 @@ async function newContext(t) {
   return { ctx, refreshes, errors };
 }
 
-/** Opens a tab with window.client = createClient({mode, key}) and helpers. */
-async function openTab(ctx, { mode = 'bearer', key }) {
+/** Opens a tab with window.client = createClient({mode, key, heartbeat}) and helpers. */
+async function openTab(ctx, { mode = 'bearer', key, heartbeat = 0 }) {
   const page = await ctx.newPage();
   await page.goto(`${srv.url}/__blank`);
   await page.evaluate(
-    async ({ mode, key }) => {
+    async ({ mode, key, heartbeat }) => {
       const m = await import('/silentrefresh.js');
       window.reauth = [];
-      window.client = m.createClient({ mode, key, onReauthRequired: (e) => window.reauth.push(e.reason) });
+      window.client = m.createClient({ mode, key, heartbeat, onReauthRequired: (e) => window.reauth.push(e.reason) });
       // n concurrent GET /api/me: each a status, or the error's name and reason.
       window.fire = async (n) => {
         const rs = await Promise.allSettled(Array.from({ length: n }, () => window.client('/api/me', { cache: 'no-store' })));
         return rs.map((r) => (r.status === 'fulfilled' ? r.value.status : `${r.reason.name}:${r.reason.reason ?? r.reason.message}`));
       };
     },
-    { mode, key },
+    { mode, key, heartbeat },
   );
   return page;
 }
@@ -138,6 +138,40 @@ describe('silentrefresh.js in Chromium', { concurrency: false }, () => {
     assert.equal(d.grace_replay ?? 0, 0);
     const [ta, tb] = await Promise.all([a, b].map((p) => p.evaluate(() => window.client.tokens().accessToken)));
     assert.equal(ta, tb, 'both tabs hold the same new token');
+    assert.deepEqual(errors, []);
+  });
+
+  it('the heartbeat notices a session revoked elsewhere before any click', { timeout: 60_000 }, async (t) => {
+    const { ctx, errors } = await newContext(t);
+    const beats = [];
+    const calls = [];
+    ctx.on('request', (r) => {
+      const path = new URL(r.url()).pathname;
+      if (path === '/api/heartbeat') beats.push(r);
+      if (path === '/api/me') calls.push(r);
+    });
+    const a = await openTab(ctx, { key: 't6', heartbeat: 300 });
+    const b = await openTab(ctx, { key: 't6', heartbeat: 300 });
+    await a.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    await b.waitForFunction(() => window.client.tokens() != null, null, { polling: 20, timeout: 10_000 });
+    await poll(() => beats.length > 0, 'a heartbeat');
+
+    // Another device signs the session out.
+    const { refreshToken } = await a.evaluate(() => JSON.parse(localStorage.getItem('silentrefresh:t6')));
+    const out = await fetch(`${srv.api}/api/auth/logout`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ refreshToken }),
+    });
+    assert.equal(out.status, 204);
+
+    const reauth = (p) => p.evaluate(() => window.reauth);
+    await poll(async () => (await reauth(a)).length === 1 && (await reauth(b)).length === 1, 'both tabs told');
+    for (const p of [a, b]) {
+      assert.equal(await p.evaluate(() => window.client.tokens()), null);
+      assert.match((await reauth(p))[0], /^(revoked|inactive)$/);
+    }
+    assert.equal(calls.length, 0, 'no request of the application was needed');
     assert.deepEqual(errors, []);
   });
 
