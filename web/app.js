@@ -237,7 +237,6 @@ function makeClient() {
         renderStats();
         showTokenFacts();
       } else if (e.phase === 'adopted') {
-        finishBar(addBar('refresh', 'peer', e.at), 'peer', e.at + 120);
         log('Another tab had just refreshed: took its token, no call to the server', 'peer');
       } else if (e.phase === 'failed') {
         const r = refreshBars.get(e.id);
@@ -249,6 +248,8 @@ function makeClient() {
     client.on('tokens', (e) => {
       if (e.source !== 'peer') return;
       stats.adopted++;
+      const at = Date.now();
+      finishBar(addBar('refresh', 'peer', at), 'peer', at + 120);
       renderStats();
       if (document.body.dataset.state === 'login') {
         log('Signed in from another tab');
