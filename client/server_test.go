@@ -104,7 +104,7 @@ func TestRealServerLostRefreshAnswer(t *testing.T) {
 	for round := range 3 {
 		rs.clock.Advance(time.Minute)
 		rs.drop.Store(1)
-		status, body, err := get(t.Context(), c, rs.URL+"/api/me")
+		status, body, err := get(bounded(t), c, rs.URL+"/api/me")
 		if err != nil || status != http.StatusOK {
 			t.Fatalf("round %d: %d %q %v", round, status, body, err)
 		}
@@ -151,7 +151,7 @@ func TestRealServerEarlyInvalidation(t *testing.T) {
 	}
 	before := rs.refreshes.Load()
 	ours := run(func() (int, error) {
-		s, _, err := get(t.Context(), c, rs.URL+"/api/me")
+		s, _, err := get(bounded(t), c, rs.URL+"/api/me")
 		return s, err
 	})
 	if r := rs.refreshes.Load() - before; ours != 0 || r != 1 {
@@ -177,14 +177,14 @@ func TestRealServerStorm(t *testing.T) {
 	var wg sync.WaitGroup
 	for range n {
 		wg.Go(func() {
-			if status, _, err := get(t.Context(), c, rs.URL+"/api/me"); err != nil || status != 200 {
+			if status, _, err := get(bounded(t), c, rs.URL+"/api/me"); err != nil || status != 200 {
 				t.Errorf("%d %v", status, err)
 			}
 		})
 	}
 	wg.Wait()
 	if r := rs.refreshes.Load(); r != 1 {
-		t.Errorf("refreshes = %d, want 1", r)
+		t.Errorf("refreshes = %d, want 1; client %+v", r, c.Stats())
 	}
 }
 
@@ -202,7 +202,7 @@ func TestRealServerRevokedSession(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if status, _, err := get(t.Context(), c, rs.URL+"/api/me"); err != nil || status != 200 {
+	if status, _, err := get(bounded(t), c, rs.URL+"/api/me"); err != nil || status != 200 {
 		t.Fatalf("%d %v", status, err)
 	}
 	if err := client.JSONAPI(rs.URL).Revoke(t.Context(), tok.RefreshToken); err != nil {
@@ -210,7 +210,7 @@ func TestRealServerRevokedSession(t *testing.T) {
 	}
 	// Keep the client in use with a request that does not look at the
 	// session, so that only the heartbeat can find out.
-	if status, _, err := get(t.Context(), c, rs.URL+"/healthz"); err != nil || status != 200 {
+	if status, _, err := get(bounded(t), c, rs.URL+"/healthz"); err != nil || status != 200 {
 		t.Fatalf("healthz: %d %v", status, err)
 	}
 	select {
@@ -221,7 +221,7 @@ func TestRealServerRevokedSession(t *testing.T) {
 	case <-time.After(10 * time.Second):
 		t.Fatal("the heartbeat did not notice the logout")
 	}
-	if _, _, err := get(t.Context(), c, rs.URL+"/api/me"); !errors.Is(err, client.ErrReauthRequired) {
+	if _, _, err := get(bounded(t), c, rs.URL+"/api/me"); !errors.Is(err, client.ErrReauthRequired) {
 		t.Errorf("after logout: %v", err)
 	}
 
@@ -239,4 +239,12 @@ func TestRealServerRevokedSession(t *testing.T) {
 	if !errors.Is(err, client.ErrInvalidGrant) || !errors.As(err, &re) || re.ErrorDescription == "" {
 		t.Errorf("reuse: %v", err)
 	}
+}
+
+// bounded is t.Context() with a deadline, so that a hung server fails the
+// test with a message instead of stalling it.
+func bounded(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	t.Cleanup(cancel)
+	return ctx
 }
