@@ -492,7 +492,7 @@ func (c *Client) start(ctx context.Context, seen *state, trig Trigger) (*flight,
 func (c *Client) run(ctx context.Context, f *flight, from *state, trig Trigger) {
 	ctx, cancel := context.WithTimeout(ctx, c.refreshTimeout())
 	defer cancel()
-	start := c.now()
+	start := time.Now()
 	res := c.exchange(ctx, from)
 
 	now := c.now()
@@ -531,7 +531,7 @@ func (c *Client) run(ctx context.Context, f *flight, from *state, trig Trigger) 
 	c.flying.Store(false)
 	c.mu.Unlock()
 
-	ev := RefreshEvent{Trigger: trig, Outcome: res.outcome, Attempts: res.attempts, Duration: now.Sub(start), Err: res.err}
+	ev := RefreshEvent{Trigger: trig, Outcome: res.outcome, Attempts: res.attempts, Duration: time.Since(start), Err: res.err}
 	c.attempts.Add(uint64(res.attempts))
 	switch res.outcome {
 	case OutcomeRefreshed:

@@ -19,6 +19,7 @@ type tokenSource struct {
 	c   *Client
 }
 
+// Token returns the current access token as an oauth2.Token.
 func (s tokenSource) Token() (*oauth2.Token, error) {
 	t, err := s.c.Token(s.ctx)
 	if err != nil {

@@ -27,6 +27,7 @@ type dropWriter struct {
 	dropped bool
 }
 
+// RoundTrip serves req with the Provider.
 func (t transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	ctx := req.Context()
 	trace := httptrace.ContextClientTrace(ctx)
