@@ -29,6 +29,12 @@ func (c *Client) exchange(ctx context.Context, from *state) result {
 			return result{outcome: OutcomeFailed, err: &RefreshError{Err: err}}
 		}
 		defer unlock()
+		if c.cur.Load().gen != from.gen {
+			// SetTokens or Logout replaced the session while this refresh
+			// waited for the lock: refreshing the old one now would save
+			// its tokens over the new ones.
+			return result{outcome: OutcomeAdopted}
+		}
 		t, err := c.cfg.Store.Load(ctx)
 		now := c.now()
 		switch {

@@ -205,3 +205,40 @@ func fmtAll(tok client.Tokens) string {
 	slog.New(slog.NewTextHandler(&b, nil)).Info("x", "tokens", tok)
 	return b.String()
 }
+
+// Refreshes, failures, lost answers and the end of a session are logged,
+// and no token ever appears in the log.
+func TestLogsNoTokens(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var buf bytes.Buffer
+		var seen []client.Tokens
+		p, c, store := inProcess(t, clienttest.Config{AccessTTL: time.Minute}, client.Config{
+			Logger:        slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})),
+			OnTokenChange: func(t client.Tokens) { seen = append(seen, t) },
+		})
+		first, _ := store.Load(t.Context())
+		seen = append(seen, first)
+		time.Sleep(time.Minute)
+		p.FailNext(1, http.StatusServiceUnavailable, 0)
+		p.DropNext(1)
+		get(t.Context(), c, idp+"/api/me")
+		time.Sleep(time.Minute)
+		p.FailNext(4, http.StatusBadGateway, 0)
+		get(t.Context(), c, idp+"/api/me")
+		p.RevokeAll()
+		get(t.Context(), c, idp+"/api/me")
+		log := buf.String()
+		for _, want := range []string{"token refreshed", "retrying token refresh", "token refresh failed", "session ended"} {
+			if !strings.Contains(log, want) {
+				t.Errorf("log lacks %q:\n%s", want, log)
+			}
+		}
+		for _, tok := range seen {
+			for _, secret := range []string{tok.AccessToken, tok.RefreshToken} {
+				if secret != "" && strings.Contains(log, secret) {
+					t.Fatalf("a token appears in the log:\n%s", log)
+				}
+			}
+		}
+	})
+}
