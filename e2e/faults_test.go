@@ -134,7 +134,7 @@ func TestPostgresRestart(t *testing.T) {
 	srvs := pgReplicas(t, pg.dsn, 2, "--access-ttl", "1s")
 	l := newLoad(t, newReplicas(srvs...), 8, username, password)
 	hc := newHTTPClient()
-	var downAt time.Time
+	var downAt, upAt time.Time
 	d := phases(t, l,
 		step{2 * time.Second, "PostgreSQL: immediate shutdown", func(t *testing.T) {
 			pg.script(t, "kill")
@@ -155,13 +155,20 @@ func TestPostgresRestart(t *testing.T) {
 		}},
 		step{1500 * time.Millisecond, "PostgreSQL: start", func(t *testing.T) {
 			pg.script(t, "start")
-			t.Logf("database was down %v", time.Since(downAt).Round(time.Millisecond))
+			upAt = time.Now()
+			t.Logf("database was down %v", upAt.Sub(downAt).Round(time.Millisecond))
 		}},
 		wait(4*time.Second, "stop"),
 	)
 	l.report(t, d)
 	if l.unavailable.Load() == 0 {
 		t.Errorf("no 503 answers while the database was down")
+	}
+	if last := time.Unix(0, l.last503.Load()); last.After(upAt) {
+		t.Logf("last 503 answered %v after the database was back", last.Sub(upAt).Round(time.Millisecond))
+		if last.Sub(upAt) > 2*time.Second {
+			t.Errorf("503s went on for %v after the database was back", last.Sub(upAt))
+		}
 	}
 	if slowest := time.Duration(l.maxLatency.Load()); slowest > 6*time.Second {
 		t.Errorf("slowest answer took %v: requests hang while the database is down", slowest)

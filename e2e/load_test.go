@@ -58,6 +58,7 @@ type load struct {
 	transport   atomic.Int64 // transport errors, retried
 	unavailable atomic.Int64 // 503 answers, retried
 	maxLatency  atomic.Int64 // ns, of any single HTTP exchange that got an answer
+	last503     atomic.Int64 // unix ns of the latest 503 answer
 
 	mu       sync.Mutex // guards failures
 	failures []string
@@ -215,6 +216,7 @@ func (l *load) retrying(ctx context.Context, f func(base string) error) error {
 		case ae != nil: // 503
 			l.observe(time.Since(start))
 			l.unavailable.Add(1)
+			l.last503.Store(time.Now().UnixNano())
 			if ae.RetryAfter == "" || !strings.Contains(ae.Code, "unavailable") {
 				l.fail("503 without Retry-After or error code: %v (Retry-After %q)", ae, ae.RetryAfter)
 			}

@@ -203,7 +203,17 @@ func (s *Store) do(ctx context.Context, what string, idempotent bool, f func(ctx
 	var err error
 	for attempt := 0; ; attempt++ {
 		err = f(opCtx)
-		if err == nil || attempt == retries || opCtx.Err() != nil || !connectionLost(err) {
+		if err == nil || opCtx.Err() != nil || !connectionLost(err) {
+			break
+		}
+		if !isConnectError(err) {
+			// An established connection broke: after a restart of
+			// PostgreSQL every pooled connection is dead, so drop them
+			// all at once rather than failing one request per
+			// connection. Connections in use close when released.
+			s.pool.Reset()
+		}
+		if attempt == retries {
 			break
 		}
 		if !idempotent && !pgconn.SafeToRetry(err) {
@@ -285,6 +295,12 @@ func connectionLost(err error) bool {
 		errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) ||
 		errors.Is(err, syscall.EPIPE) || errors.Is(err, net.ErrClosed) ||
 		errors.Is(err, sql.ErrConnDone) || isClosedConn(err)
+}
+
+// isConnectError reports a failure to establish a new connection.
+func isConnectError(err error) bool {
+	var connectErr *pgconn.ConnectError
+	return errors.As(err, &connectErr)
 }
 
 // isClosedConn matches pgx's "conn closed" errors, which have no exported
