@@ -178,15 +178,17 @@ func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
 	if err := s.store.AddSigningKey(ctx, k); err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
 	}
+	// Sign with the new key before the old ones go, so that no token is
+	// minted with a key that no longer verifies.
+	if err := s.issuer.Reload(ctx); err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
 	if dropOld {
 		for _, o := range old {
 			if err := s.store.DeleteSigningKey(ctx, o.ID); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
 				return fmt.Errorf("server: drop key %s: %w", o.ID, err)
 			}
 		}
-	}
-	if err := s.issuer.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
 	}
 	if err := s.keys.Reload(ctx); err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
