@@ -375,6 +375,62 @@ func (g *Generator) settle(ctx context.Context) {
 	}
 }
 
+// WaitInFlight waits until every request that is in flight now, a worker's
+// or a refresh, has ended and its Client has taken in its result, or until
+// timeout or ctx ends. After it, no request sent before the call is still
+// on its way. It reports whether they all ended.
+func (g *Generator) WaitInFlight(ctx context.Context, timeout time.Duration) bool {
+	type pending struct {
+		w   *worker
+		seq uint64
+	}
+	type flight struct {
+		u    *User
+		sent int64
+	}
+	var busy []pending
+	var flights []flight
+	g.flightMu.Lock()
+	for _, u := range g.users {
+		for _, w := range u.workers {
+			if seq := w.busy.Load(); seq != 0 {
+				busy = append(busy, pending{w, seq})
+			}
+		}
+		if u.refreshReported < u.refreshSent {
+			flights = append(flights, flight{u, u.refreshSent})
+		}
+	}
+	g.flightMu.Unlock()
+	deadline := time.Now().Add(timeout)
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		for len(busy) > 0 && busy[0].w.busy.Load() != busy[0].seq {
+			busy = busy[1:]
+		}
+		// A user's refreshes run one at a time: once as many requests are
+		// reported as had been sent, the refresh then in flight is over and
+		// its tokens are in place.
+		g.flightMu.Lock()
+		for len(flights) > 0 && flights[0].u.refreshReported >= flights[0].sent {
+			flights = flights[1:]
+		}
+		g.flightMu.Unlock()
+		if len(busy) == 0 && len(flights) == 0 {
+			return true
+		}
+		if !time.Now().Before(deadline) {
+			return false
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-tick.C:
+		}
+	}
+}
+
 // Started returns when Run started sending requests (the zero time
 // before).
 func (g *Generator) Started() time.Time {
@@ -392,11 +448,17 @@ func (g *Generator) finished() time.Time {
 	return time.Time{}
 }
 
-// worker is one goroutine's record. Only its goroutine writes it, until
-// Run returns.
+// worker is one goroutine's record. Only its goroutine writes samples,
+// until Run returns.
 type worker struct {
 	samples []sample
+	// busy is a sequence number of the request in flight, zero when idle;
+	// WaitInFlight reads it.
+	busy atomic.Uint64
 }
+
+// reqSeq numbers requests for worker.busy.
+var reqSeq atomic.Uint64
 
 // sample is one request.
 type sample struct {
@@ -418,7 +480,9 @@ func (g *Generator) work(ctx context.Context, u *User, c *client.Client, wk *wor
 			return
 		}
 		start := time.Now()
+		wk.busy.Store(reqSeq.Add(1))
 		err := g.request(ctx, hc)
+		wk.busy.Store(0)
 		dur := time.Since(start)
 		if ctx.Err() != nil {
 			return // interrupted: neither success nor failure

@@ -198,6 +198,9 @@ func TestSessionsEnding(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- g.Run(ctx) }()
 	<-ct.reached
+	if !g.WaitInFlight(ctx, 30*time.Second) {
+		t.Error("WaitInFlight gave up")
+	}
 	revoke := func(u *User) {
 		tok, err := u.Clients()[0].Token(t.Context())
 		if err != nil {

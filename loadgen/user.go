@@ -34,6 +34,9 @@ type User struct {
 	loginRT string // the login's refresh token, for an attacker to replay
 
 	requests, failures, expected, refreshes, adoptions atomic.Int64
+	// refreshSent and refreshReported count the user's refresh requests
+	// sent and reported by its finished refreshes (guarded by g.flightMu).
+	refreshSent, refreshReported int64
 
 	mu         sync.Mutex // guards the fields below
 	note       string
@@ -243,6 +246,7 @@ func (u *User) onRefresh(ev client.RefreshEvent) {
 	g.attempts.Add(int64(ev.Attempts))
 	g.flightMu.Lock()
 	g.reported += int64(ev.Attempts)
+	u.refreshReported += int64(ev.Attempts)
 	g.flightMu.Unlock()
 	g.flightCond.Broadcast()
 	switch ev.Outcome {
@@ -297,6 +301,7 @@ func (t *tracer) RoundTrip(req *http.Request) (*http.Response, error) {
 	if counted {
 		g.flightMu.Lock()
 		g.sent++
+		t.u.refreshSent++
 		g.flightMu.Unlock()
 	}
 	resp, err := t.next.RoundTrip(req)

@@ -34,6 +34,8 @@ func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
 		{"user", "manage users (user add)", runUser},
+		{"demo", "the whole story in one command", runDemo},
+		{"load", "drive a running deployment", runLoad},
 	}
 }
 
