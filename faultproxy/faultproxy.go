@@ -58,7 +58,7 @@ const MaxBody = 64 << 10
 type Stats struct {
 	Forwarded uint64 // requests forwarded to the target
 	Matched   uint64 // of which Config.Match selected
-	Dropped   uint64 // answers read from the target and then dropped
+	Dropped   uint64 // answers the Proxy decided to drop (after reading them from the target)
 	Repeats   uint64 // matched requests let through because their answer was dropped before
 	Failed    uint64 // requests the target did not answer (answered 502)
 }
@@ -217,6 +217,7 @@ func (p *Proxy) take(key [32]byte) bool {
 		clear(p.seen)
 	}
 	p.seen[key] = struct{}{}
+	p.dropped.Add(1)
 	return true
 }
 
@@ -224,7 +225,6 @@ func (p *Proxy) take(key [32]byte) bool {
 // dropped answer, and answers 502 when the target could not be reached.
 func (p *Proxy) errorHandler(w http.ResponseWriter, r *http.Request, err error) {
 	if errors.Is(err, errDropped) {
-		p.dropped.Add(1)
 		if p.cfg.OnDrop != nil {
 			p.cfg.OnDrop(r)
 		}

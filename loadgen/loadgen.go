@@ -161,7 +161,7 @@ type Generator struct {
 	mu        sync.Mutex // guards faults, errors and before
 	faults    []faultRec
 	errors    map[string]*ErrorCount
-	before    map[string]float64 // server refresh counters when Run started
+	before    map[string]map[string]float64 // each replica's refresh counters when Run started
 	beforeErr error
 
 	// flightMu guards sent and reported, the refresh requests sent since
@@ -283,9 +283,9 @@ func NewTransport(conns int) *http.Transport {
 	}
 }
 
-// pick returns the next base URL in turn.
-func (g *Generator) pick() *url.URL {
-	return g.urls[int((g.next.Add(1)-1)%uint64(len(g.urls)))]
+// pickIndex returns the index of the next replica in turn.
+func (g *Generator) pickIndex() int {
+	return int((g.next.Add(1) - 1) % uint64(len(g.urls)))
 }
 
 // Users returns the simulated users, in the order of Config.Users.
@@ -321,30 +321,35 @@ func (g *Generator) Run(ctx context.Context) error {
 	if !g.loggedIn {
 		return errors.New("loadgen: Run before Login")
 	}
-	before, err := g.scrape(ctx)
+	before, err := g.scrapeEach(ctx)
 	g.mu.Lock()
 	g.before, g.beforeErr = before, err
 	g.mu.Unlock()
 
+	// Every worker exists before the start is published: WaitInFlight
+	// reads them once it sees the start.
+	type job struct {
+		u  *User
+		c  *client.Client
+		wk *worker
+	}
+	var jobs []job
+	for _, u := range g.users {
+		// Every process works, even with fewer workers than processes.
+		for w := range max(g.cfg.Workers, len(u.clients)) {
+			wk := &worker{}
+			u.workers = append(u.workers, wk)
+			jobs = append(jobs, job{u, u.clients[w%len(u.clients)], wk})
+		}
+	}
 	g.start = time.Now()
 	start := g.start
 	g.started.Store(&start)
 	deadline := g.start.Add(g.cfg.Duration)
 	g.running.Store(true)
 	var wg sync.WaitGroup
-	for _, u := range g.users {
-		for w := range g.cfg.Workers {
-			c := u.clients[w%len(u.clients)]
-			wk := &worker{}
-			u.workers = append(u.workers, wk)
-			wg.Go(func() { g.work(ctx, u, c, wk, deadline) })
-		}
-		// Every process works, even with fewer workers than processes.
-		for p := g.cfg.Workers; p < len(u.clients); p++ {
-			wk := &worker{}
-			u.workers = append(u.workers, wk)
-			wg.Go(func() { g.work(ctx, u, u.clients[p], wk, deadline) })
-		}
+	for _, j := range jobs {
+		wg.Go(func() { g.work(ctx, j.u, j.c, j.wk, deadline) })
 	}
 	wg.Wait()
 	g.running.Store(false)
@@ -390,6 +395,9 @@ func (g *Generator) WaitInFlight(ctx context.Context, timeout time.Duration) boo
 	}
 	var busy []pending
 	var flights []flight
+	if g.Started().IsZero() {
+		return true // no worker yet
+	}
 	g.flightMu.Lock()
 	for _, u := range g.users {
 		for _, w := range u.workers {
@@ -534,12 +542,13 @@ func (g *Generator) request(ctx context.Context, hc *http.Client) error {
 		tries = 2
 	}
 	var err error
+	i := g.pickIndex()
 	for try := range tries {
 		if try > 0 {
 			g.failovers.Add(1)
 		}
 		var retry bool
-		retry, err = g.get(ctx, hc, g.pick().String()+g.cfg.Path)
+		retry, err = g.get(ctx, hc, g.urls[(i+try)%len(g.urls)].String()+g.cfg.Path)
 		if err == nil || !retry || ctx.Err() != nil {
 			return err
 		}
@@ -669,11 +678,33 @@ type spread struct {
 	next http.RoundTripper
 }
 
+// RoundTrip sends req to the next replica, or to the ones after it while
+// they cannot be connected to (the request was then not sent, so sending
+// it elsewhere is safe).
 func (s *spread) RoundTrip(req *http.Request) (*http.Response, error) {
-	u := s.g.pick()
-	r2 := req.Clone(req.Context())
-	r2.URL.Scheme, r2.URL.Host, r2.Host = u.Scheme, u.Host, ""
-	return s.next.RoundTrip(r2)
+	urls := s.g.urls
+	i := s.g.pickIndex()
+	for try := 0; ; try++ {
+		u := urls[(i+try)%len(urls)]
+		r2 := req.Clone(req.Context())
+		r2.URL.Scheme, r2.URL.Host, r2.Host = u.Scheme, u.Host, ""
+		if try > 0 && req.Body != nil && req.Body != http.NoBody {
+			if req.GetBody == nil {
+				return nil, fmt.Errorf("loadgen: cannot resend the request to another replica: no GetBody")
+			}
+			body, err := req.GetBody()
+			if err != nil {
+				return nil, fmt.Errorf("loadgen: resend the request to another replica: %w", err)
+			}
+			r2.Body = body
+		}
+		resp, err := s.next.RoundTrip(r2)
+		var op *net.OpError
+		if err == nil || try+1 >= len(urls) || !errors.As(err, &op) || op.Op != "dial" || req.Context().Err() != nil {
+			return resp, err
+		}
+		s.g.failovers.Add(1)
+	}
 }
 
 // tokenFile is the token file of user i's processes.

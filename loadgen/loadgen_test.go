@@ -24,6 +24,7 @@ import (
 // deployment is replicas of the real server on one SQLite file.
 type deployment struct {
 	urls  []string
+	hs    []*httptest.Server
 	hits  []*atomic.Int64 // GET /api/me answered by each replica
 	creds []Credentials
 }
@@ -65,6 +66,7 @@ func newDeployment(t *testing.T, replicas, users int, accessTTL time.Duration) *
 		hs.Start()
 		t.Cleanup(hs.Close)
 		d.urls = append(d.urls, hs.URL)
+		d.hs = append(d.hs, hs)
 		d.hits = append(d.hits, hits)
 	}
 	return d
@@ -396,5 +398,50 @@ func TestProgressTerminal(t *testing.T) {
 	}
 	if got := bar(0.5, 4); got != "▕██  ▏" {
 		t.Errorf("bar(0.5, 4) = %q", got)
+	}
+}
+
+// A replica that is down is skipped: logins, refreshes and requests go to
+// the other one, and nothing fails. Its counters are missing from the
+// summary, which says so.
+func TestReplicaDown(t *testing.T) {
+	d := newDeployment(t, 2, 3, time.Second)
+	d.hs[1].Close()
+	g, err := New(Config{URLs: d.urls, Users: d.creds, Workers: 2, Duration: 1500 * time.Millisecond, Think: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Close()
+	if err := g.Login(t.Context()); err != nil {
+		t.Fatalf("login with a replica down: %v", err)
+	}
+	if err := g.Run(t.Context()); err != nil {
+		t.Fatal(err)
+	}
+	s := g.Summary(t.Context())
+	if s.Failures != 0 || s.Refreshes == 0 || s.Failovers == 0 || s.RefreshFailures != 0 {
+		t.Errorf("summary %+v; errors %+v", s, s.Errors)
+	}
+	if s.ReuseDetections == nil || !strings.Contains(s.ServerMetricsError, "1 of 2 replicas") {
+		t.Errorf("server counters: reuse %v, error %q", s.ReuseDetections, s.ServerMetricsError)
+	}
+}
+
+func TestCounterDelta(t *testing.T) {
+	before := map[string]map[string]float64{
+		"a": {"rotated": 10, "reused": 1},
+		"b": {"rotated": 50},
+		"c": {"rotated": 7},
+	}
+	after := map[string]map[string]float64{
+		"a": {"rotated": 15, "reused": 1, "grace_replay": 2}, // grew
+		"b": {"rotated": 3},                                  // restarted: counts from zero
+		"d": {"rotated": 4},                                  // not read before
+		// c not read after: left out
+	}
+	got := counterDelta(before, after)
+	want := map[string]int64{"rotated": 5 + 3 + 4, "grace_replay": 2}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Errorf("counterDelta = %v, want %v", got, want)
 	}
 }

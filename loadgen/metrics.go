@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net/http"
 	"strconv"
 	"strings"
@@ -98,12 +99,46 @@ func ParseRefreshOutcomes(r io.Reader) (map[string]float64, error) {
 	return out, nil
 }
 
-// scrape reads the server counters of every replica, with the workers'
-// transport.
-func (g *Generator) scrape(ctx context.Context) (map[string]float64, error) {
-	urls := make([]string, len(g.urls))
-	for i, u := range g.urls {
-		urls[i] = u.String()
+// scrapeEach reads the refresh counters of each replica it can, by base
+// URL, with the workers' transport; the error names the others.
+func (g *Generator) scrapeEach(ctx context.Context) (map[string]map[string]float64, error) {
+	hc := &http.Client{Transport: g.transport}
+	out := make(map[string]map[string]float64)
+	var errs []error
+	for _, u := range g.urls {
+		base := u.String()
+		m, err := scrapeOne(ctx, hc, base+"/metrics")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		out[base] = m
 	}
-	return ScrapeRefreshOutcomes(ctx, &http.Client{Transport: g.transport}, urls)
+	return out, errors.Join(errs...)
+}
+
+// counterDelta sums, over the replicas read after the run, how much each
+// counter grew since before it. A replica restarted meanwhile (a counter
+// went down) counts from zero; one not read before counts in full.
+func counterDelta(before, after map[string]map[string]float64) map[string]int64 {
+	out := make(map[string]int64)
+	for base, a := range after {
+		b := before[base]
+		restarted := false
+		for k, v := range a {
+			if v < b[k] {
+				restarted = true
+			}
+		}
+		for k, v := range a {
+			d := v
+			if !restarted {
+				d -= b[k]
+			}
+			if n := int64(math.Round(d)); n != 0 {
+				out[k] += n
+			}
+		}
+	}
+	return out
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"maps"
 	"math"
 	"slices"
 	"strings"
@@ -182,21 +181,19 @@ func (g *Generator) Summary(ctx context.Context) Summary {
 	}
 	slices.SortStableFunc(s.Faults, func(a, b FaultSummary) int { return cmp.Compare(a.Start, b.Start) })
 
-	after, afterErr := g.scrape(ctx)
-	switch {
-	case beforeErr != nil:
-		s.ServerMetricsError = beforeErr.Error()
-	case afterErr != nil:
-		s.ServerMetricsError = afterErr.Error()
-	default:
-		s.ServerRefreshes = make(map[string]int64)
-		for _, k := range slices.Sorted(maps.Keys(after)) {
-			if d := int64(math.Round(after[k] - before[k])); d != 0 {
-				s.ServerRefreshes[k] = d
-			}
-		}
+	after, afterErr := g.scrapeEach(ctx)
+	if len(after) > 0 {
+		s.ServerRefreshes = counterDelta(before, after)
 		grace, reused := s.ServerRefreshes["grace_replay"], s.ServerRefreshes["reused"]
 		s.GraceReplays, s.ReuseDetections = &grace, &reused
+	}
+	switch {
+	case len(after) == 0 && afterErr != nil:
+		s.ServerMetricsError = afterErr.Error()
+	case afterErr != nil:
+		s.ServerMetricsError = fmt.Sprintf("counted over %d of %d replicas: %v", len(after), len(g.urls), afterErr)
+	case beforeErr != nil:
+		s.ServerMetricsError = fmt.Sprintf("some replicas counted from their start: %v", beforeErr)
 	}
 	return s
 }
@@ -274,8 +271,11 @@ func (s Summary) WriteTable(w io.Writer) error {
 	if s.SessionsEnded > 0 {
 		row("sessions ended", fmt.Sprint(s.SessionsEnded), fmt.Sprintf("%d unexpectedly", s.UnexpectedSessionsEnded))
 	}
-	if s.ServerMetricsError != "" {
+	switch {
+	case s.ServerMetricsError != "" && s.GraceReplays == nil:
 		fmt.Fprintf(&b, "  (server counters unavailable: %s)\n", s.ServerMetricsError)
+	case s.ServerMetricsError != "":
+		fmt.Fprintf(&b, "  (server counters incomplete: %s)\n", s.ServerMetricsError)
 	}
 	if len(s.Errors) > 0 {
 		b.WriteString("\n  commonest failures\n")

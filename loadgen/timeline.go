@@ -211,10 +211,8 @@ func (t Timeline) draw(w *bufio.Writer) {
 		laneEnds[lane] = x + wText
 		faults = append(faults, placed{f: fl, color: faultColors[i%len(faultColors)], lane: lane})
 	}
-	top := 64.0
-	if t.Subtitle == "" {
-		top = 46
-	}
+	subtitle := wrap(t.Subtitle, 180) // about the width at 12px
+	top := 46 + 18*float64(len(subtitle))
 	l.y0 = top + float64(len(laneEnds))*15 + 8
 	plotBottom := l.y0 + float64(n)*rowH
 	axisY := plotBottom + 4
@@ -231,8 +229,8 @@ func (t Timeline) draw(w *bufio.Writer) {
 	fmt.Fprintf(w, "<title>%s</title>\n", esc(t.Title))
 	fmt.Fprintf(w, `<rect width="%s" height="%s" fill="#ffffff"/>`+"\n", f(width), f(height))
 	fmt.Fprintf(w, `<text x="16" y="28" font-size="18" font-weight="600" fill="%s">%s</text>`+"\n", colText, esc(t.Title))
-	if t.Subtitle != "" {
-		fmt.Fprintf(w, `<text x="16" y="48" font-size="12" fill="%s">%s</text>`+"\n", colMuted, esc(t.Subtitle))
+	for i, line := range subtitle {
+		fmt.Fprintf(w, `<text x="16" y="%s" font-size="12" fill="%s">%s</text>`+"\n", f(48+16*float64(i)), colMuted, esc(line))
 	}
 
 	// Row stripes and the time grid, under everything.
@@ -545,6 +543,31 @@ func layoutLegend(items []legendItem, x0, x1 float64) int {
 }
 
 func esc(s string) string { return html.EscapeString(s) }
+
+// wrap splits s into lines of at most n runes, at " · " separators or
+// spaces where it can.
+func wrap(s string, n int) []string {
+	var lines []string
+	for s != "" {
+		r := []rune(s)
+		if len(r) <= n {
+			lines = append(lines, s)
+			break
+		}
+		head := string(r[:n])
+		cut := strings.LastIndex(head, " · ")
+		skip := len(" · ")
+		if cut <= 0 {
+			cut, skip = strings.LastIndex(head, " "), 1
+		}
+		if cut <= 0 {
+			cut, skip = len(head), 0
+		}
+		lines = append(lines, s[:cut])
+		s = s[cut+skip:]
+	}
+	return lines
+}
 
 func truncate(s string, n int) string {
 	r := []rune(s)

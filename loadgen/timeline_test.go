@@ -165,3 +165,24 @@ func TestAxis(t *testing.T) {
 		}
 	}
 }
+
+func TestWrap(t *testing.T) {
+	tests := []struct {
+		in   string
+		n    int
+		want []string
+	}{
+		{"", 10, nil},
+		{"short", 10, []string{"short"}},
+		{"aaa · bbb · ccc", 12, []string{"aaa · bbb", "ccc"}},
+		{"aaa · bbb · ccc", 10, []string{"aaa", "bbb · ccc"}},
+		{"one two three", 8, []string{"one two", "three"}},
+		{"abcdefghij", 4, []string{"abcd", "efgh", "ij"}},
+	}
+	for _, tt := range tests {
+		got := wrap(tt.in, tt.n)
+		if strings.Join(got, "|") != strings.Join(tt.want, "|") || len(got) != len(tt.want) {
+			t.Errorf("wrap(%q, %d) = %q, want %q", tt.in, tt.n, got, tt.want)
+		}
+	}
+}

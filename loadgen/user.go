@@ -3,6 +3,7 @@ package loadgen
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -170,16 +171,35 @@ func (u *User) login(ctx context.Context) error {
 		tok       client.Tokens
 		err       error
 	)
+	var login func(ctx context.Context, username, password string) (client.Tokens, error)
 	switch g.cfg.API {
 	case APIOAuth2:
 		r := client.OAuth2(g.authBase+"/oauth2/token", g.cfg.ClientID,
 			client.WithHTTPClient(hc), client.WithRevocationURL(g.authBase+"/oauth2/revoke"))
-		refresher = r
-		tok, err = r.Login(ctx, u.cred.Username, u.cred.Password)
+		refresher, login = r, r.Login
 	default:
 		r := client.JSONAPI(g.authBase, client.WithHTTPClient(hc))
-		refresher = r
-		tok, err = r.Login(ctx, u.cred.Username, u.cred.Password)
+		refresher, login = r, r.Login
+	}
+	// A replica that is down or overloaded is skipped: the next attempt
+	// goes to the next one.
+	for attempt := 1; ; attempt++ {
+		tok, err = login(ctx, u.cred.Username, u.cred.Password)
+		var (
+			ne *client.NetworkError
+			re *client.RetrieveError
+		)
+		temporary := errors.As(err, &ne) || (errors.As(err, &re) && re.Temporary() && re.StatusCode != http.StatusTooManyRequests)
+		if err == nil || !temporary || attempt >= max(3, len(g.urls)+1) {
+			break
+		}
+		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return fmt.Errorf("loadgen: log in %s: %w", u.Username, ctx.Err())
+		case <-t.C:
+		}
 	}
 	if err != nil {
 		return fmt.Errorf("loadgen: log in %s: %w", u.Username, err)

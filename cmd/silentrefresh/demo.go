@@ -467,6 +467,7 @@ func (sc *scenario) check(s *loadgen.Summary) {
 	if s.GraceReplays != nil {
 		grace = *s.GraceReplays
 	}
+	sc.dropped = sc.proxy.Stats().Dropped // all of them, now that nothing is in flight
 	s.AddCheck("refresh answers lost: clients retried inside grace and kept their sessions",
 		sc.dropped > 0 && grace >= int64(sc.dropped) && s.LostRefreshAnswers >= int64(sc.dropped),
 		fmt.Sprintf("%d answers lost after the server rotated; %d grace replays", sc.dropped, grace))

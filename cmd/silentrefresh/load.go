@@ -161,8 +161,11 @@ flags:`)
 	s.AddCheck("no request failed", s.Failures == 0 && s.UnexpectedSessionsEnded == 0,
 		fmt.Sprintf("%d of %d requests failed; %d sessions ended", s.Failures, s.Requests, s.SessionsEnded))
 	if s.ReuseDetections != nil {
-		s.AddCheck("no refresh token reuse detected", *s.ReuseDetections == 0,
-			fmt.Sprintf("the servers counted %d", *s.ReuseDetections))
+		detail := fmt.Sprintf("the servers counted %d", *s.ReuseDetections)
+		if s.ServerMetricsError != "" {
+			detail += " (not every replica could be read; see above)"
+		}
+		s.AddCheck("no refresh token reuse detected", *s.ReuseDetections == 0, detail)
 	}
 	if f.logout {
 		if err := gen.Logout(sctx); err != nil {
