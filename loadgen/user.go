@@ -315,6 +315,8 @@ type tracer struct {
 	next http.RoundTripper
 }
 
+// RoundTrip sends req, counting refresh requests for WaitInFlight and
+// settle, and marking those that got no answer.
 func (t *tracer) RoundTrip(req *http.Request) (*http.Response, error) {
 	g := t.u.g
 	counted := !g.Started().IsZero() && isRefreshPath(req.URL.Path)
