@@ -355,46 +355,59 @@ func (c *Client) slow(ctx context.Context, st *state, now time.Time) (*state, er
 	return c.await(ctx, st, TriggerExpired)
 }
 
-// rejected handles a 401 to a request sent with st.
+// rejected handles a 401 to a request sent with st: it waits for a token
+// newer than st and replays the request once with it. If that token was
+// already current when the 401 came back (another request's refresh had
+// installed it), it may be as stale as st — say both were signed with a key
+// the server has since dropped — so a 401 to the replay earns one refresh
+// and one last replay. A 401 to a token issued after the rejection is
+// final. So a request is sent at most three times, and never loops.
 func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*http.Response, error) {
-	if !bearerRejected(resp.Header) {
-		return resp, nil
-	}
-	var body io.ReadCloser
-	if req.Body != nil && req.Body != http.NoBody {
-		var err error
-		if req.GetBody != nil {
-			body, err = req.GetBody()
-		}
-		if req.GetBody == nil || err != nil {
-			// The request cannot be sent again: the caller gets the 401
-			// untouched, and the next request a new token.
-			c.start(req.Context(), st, TriggerRejected)
+	for replay := 0; ; replay++ {
+		if !bearerRejected(resp.Header) {
 			return resp, nil
 		}
-	}
-	discard(resp)
-	ctx := req.Context()
-	next, err := c.await(ctx, st, TriggerRejected)
-	if err != nil {
-		if body != nil {
-			body.Close()
+		var body io.ReadCloser
+		if req.Body != nil && req.Body != http.NoBody {
+			var err error
+			if req.GetBody != nil {
+				body, err = req.GetBody()
+			}
+			if req.GetBody == nil || err != nil {
+				// The request cannot be sent again: the caller gets the 401
+				// untouched, and the next request a new token.
+				c.start(req.Context(), st, TriggerRejected)
+				return resp, nil
+			}
 		}
-		return nil, err
+		current := c.cur.Load().gen // the newest token when the 401 came back
+		discard(resp)
+		ctx := req.Context()
+		next, err := c.await(ctx, st, TriggerRejected)
+		if err != nil {
+			if body != nil {
+				body.Close()
+			}
+			return nil, err
+		}
+		r3 := req.Clone(ctx)
+		if r3.Header == nil {
+			r3.Header = make(http.Header)
+		}
+		if body != nil {
+			r3.Body = body
+		}
+		r3.Header.Set("Authorization", next.header)
+		c.replays.Add(1)
+		if h := c.cfg.Hooks.Replay; h != nil {
+			h()
+		}
+		resp, err = c.base.RoundTrip(r3)
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || replay == 1 || next.gen > current {
+			return resp, err
+		}
+		st = next
 	}
-	r3 := req.Clone(ctx)
-	if r3.Header == nil {
-		r3.Header = make(http.Header)
-	}
-	if body != nil {
-		r3.Body = body
-	}
-	r3.Header.Set("Authorization", next.header)
-	c.replays.Add(1)
-	if h := c.cfg.Hooks.Replay; h != nil {
-		h()
-	}
-	return c.base.RoundTrip(r3)
 }
 
 // bearerRejected reports whether a 401 rejects the bearer token, so that a

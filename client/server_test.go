@@ -248,3 +248,59 @@ func bounded(t *testing.T) context.Context {
 	t.Cleanup(cancel)
 	return ctx
 }
+
+// gateTransport holds requests to one path until the gate opens, after
+// they carry their token.
+type gateTransport struct {
+	path    string
+	held    chan struct{} // receives once per held request
+	gate    chan struct{}
+	base    http.RoundTripper
+	holding atomic.Bool
+}
+
+func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	if r.URL.Path == g.path && g.holding.CompareAndSwap(true, false) {
+		g.held <- struct{}{}
+		<-g.gate
+	}
+	return g.base.RoundTrip(r)
+}
+
+// A request is in flight with the old token; meanwhile another refresh
+// installs a new token, still signed with the old key, and then the server
+// drops that key. The request's 401 is replayed with the current token,
+// which is refused too: that refusal earns one refresh and one more
+// replay, and the caller sees a 200.
+func TestRealServerReplayedTokenStaleToo(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute, Grace: 10 * time.Second})
+	gt := &gateTransport{path: "/api/me", held: make(chan struct{}), gate: make(chan struct{}), base: http.DefaultTransport}
+	gt.holding.Store(true)
+	c := rs.login(t, client.Config{Base: gt})
+	ctx := bounded(t)
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, _, err := get(ctx, c, rs.URL+"/api/me")
+		done <- result{status, err}
+	}()
+	<-gt.held // the request carries the first token and waits on the wire
+	if _, err := c.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.RotateSigningKey(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	close(gt.gate)
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK {
+		t.Fatalf("request across a key drop: %d %v, want 200 (stats %+v)", r.status, r.err, c.Stats())
+	}
+	if s := c.Stats(); s.Refreshes != 2 || s.Replays != 2 || s.Reauths != 0 {
+		t.Fatalf("stats %+v; want 2 refreshes (the explicit one and one after the stale replay) and 2 replays", s)
+	}
+}

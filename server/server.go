@@ -171,7 +171,15 @@ func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
 	if err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
 	}
-	k, err := token.GenerateKey(s.cfg.Now())
+	// The newest key signs: make sure the new one is strictly newest even
+	// when the clock stands still or went back.
+	created := s.cfg.Now().UTC().Truncate(time.Microsecond)
+	for _, o := range old {
+		if !created.After(o.CreatedAt) {
+			created = o.CreatedAt.Add(time.Microsecond)
+		}
+	}
+	k, err := token.GenerateKey(created)
 	if err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
 	}
