@@ -192,6 +192,8 @@ type Client struct {
 	closeMu sync.Once
 	hbDone  chan struct{}
 
+	flights atomic.Uint64 // refreshes started, for flight.seq
+
 	refreshes, adoptions, reauths, failures, attempts atomic.Uint64
 	replays, waits, waitNanos, heartbeats             atomic.Uint64
 }
@@ -210,6 +212,9 @@ type state struct {
 	expireAt time.Time
 	// err is set when there are no tokens: what requests get.
 	err error
+	// flight is the sequence number of the refresh that produced this
+	// state; 0 for tokens from the Store or SetTokens.
+	flight uint64
 }
 
 func (s *state) usable(now time.Time) bool { return s.err == nil && now.Before(s.expireAt) }
@@ -218,6 +223,7 @@ func (s *state) usable(now time.Time) bool { return s.err == nil && now.Before(s
 var never = time.Unix(1<<40, 0)
 
 type flight struct {
+	seq  uint64        // numbers flights in the order they started
 	done chan struct{} // closed when st and err are set
 	st   *state
 	err  error
@@ -356,12 +362,14 @@ func (c *Client) slow(ctx context.Context, st *state, now time.Time) (*state, er
 }
 
 // rejected handles a 401 to a request sent with st: it waits for a token
-// newer than st and replays the request once with it. If that token was
-// already current when the 401 came back (another request's refresh had
-// installed it), it may be as stale as st — say both were signed with a key
-// the server has since dropped — so a 401 to the replay earns one refresh
-// and one last replay. A 401 to a token issued after the rejection is
-// final. So a request is sent at most three times, and never loops.
+// newer than st and replays the request once with it. A 401 to that replay
+// is final if its token came from a refresh that started after the
+// rejection. But the token may come from a refresh that was already under
+// way, or done, when the 401 came back — minted, say, just before the
+// server dropped the signing key — and then it may be as stale as st: that
+// replay's 401 earns one more refresh and one last replay. So a request is
+// sent at most three times and never loops, and an endpoint that refuses
+// every token costs one refresh per request.
 func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*http.Response, error) {
 	for replay := 0; ; replay++ {
 		if !bearerRejected(resp.Header) {
@@ -380,7 +388,7 @@ func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*h
 				return resp, nil
 			}
 		}
-		current := c.cur.Load().gen // the newest token when the 401 came back
+		started := c.flights.Load() // refreshes begun before the 401 came back
 		discard(resp)
 		ctx := req.Context()
 		next, err := c.await(ctx, st, TriggerRejected)
@@ -403,7 +411,7 @@ func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*h
 			h()
 		}
 		resp, err = c.base.RoundTrip(r3)
-		if err != nil || resp.StatusCode != http.StatusUnauthorized || replay == 1 || next.gen > current {
+		if err != nil || resp.StatusCode != http.StatusUnauthorized || replay == 1 || next.flight > started {
 			return resp, err
 		}
 		st = next
@@ -493,7 +501,7 @@ func (c *Client) start(ctx context.Context, seen *state, trig Trigger) (*flight,
 		if cur.err != nil {
 			return nil, cur
 		}
-		c.fl = &flight{done: make(chan struct{})}
+		c.fl = &flight{seq: c.flights.Add(1), done: make(chan struct{})}
 		c.flying.Store(true)
 		go c.run(context.WithoutCancel(ctx), c.fl, cur, trig)
 	}
@@ -522,6 +530,7 @@ func (c *Client) run(ctx context.Context, f *flight, from *state, trig Trigger) 
 		st, err = cur, cur.err
 	case res.outcome == OutcomeRefreshed || res.outcome == OutcomeAdopted:
 		st = c.newState(res.tok, from.gen+1, res.obtained)
+		st.flight = f.seq
 		c.cur.Store(st)
 		notify = true
 	case res.outcome == OutcomeReauthRequired:

@@ -186,8 +186,12 @@ func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
 	if err := s.store.AddSigningKey(ctx, k); err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
 	}
-	// Sign with the new key before the old ones go, so that no token is
-	// minted with a key that no longer verifies.
+	// In this order, no token is ever minted that does not verify: the
+	// verifier learns the new key, then the issuer signs with it, then the
+	// old keys go.
+	if err := s.keys.Reload(ctx); err != nil {
+		return fmt.Errorf("server: rotate key: %w", err)
+	}
 	if err := s.issuer.Reload(ctx); err != nil {
 		return fmt.Errorf("server: rotate key: %w", err)
 	}
@@ -197,9 +201,9 @@ func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
 				return fmt.Errorf("server: drop key %s: %w", o.ID, err)
 			}
 		}
-	}
-	if err := s.keys.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		if err := s.keys.Reload(ctx); err != nil {
+			return fmt.Errorf("server: rotate key: %w", err)
+		}
 	}
 	s.log.Info("signing key rotated", "kid", k.ID, "dropped_old", dropOld)
 	return nil

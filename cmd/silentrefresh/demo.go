@@ -69,7 +69,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs.DurationVar(&f.think, "think", 200*time.Millisecond, "mean pause of a worker between two requests (0: none)")
 	fs.StringVar(&f.timeline, "timeline", "", "write an SVG timeline of the run to this file")
 	fs.BoolVar(&f.json, "json", false, "print the summary as one JSON object (the live view goes to standard error)")
-	fs.StringVar(&f.keyDrop, "key-drop", keyDropStaged, "how the signing key is dropped: staged (a new key signs first; the old one is deleted once the requests then in flight have ended) or immediate (RotateSigningKey(ctx, true): new key and deletion at once)")
+	fs.StringVar(&f.keyDrop, "key-drop", keyDropImmediate, "how the signing key is dropped: staged (a new key signs first; the old one is deleted once the requests then in flight have ended) or immediate (RotateSigningKey(ctx, true): new key and deletion at once)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: silentrefresh demo [flags]
 
