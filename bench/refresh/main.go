@@ -138,19 +138,25 @@ type result struct {
 	PerSec   float64 `json:"per_second"`
 	P50      float64 `json:"p50_ms"`
 	P99      float64 `json:"p99_ms"`
+	// CPUPerOp is the CPU time per operation of this process (server and
+	// load) plus, for a local PostgreSQL, its server processes.
+	CPUPerOp float64 `json:"cpu_us_per_op"`
+	// CPUBound is the throughput those CPU costs allow on this
+	// machine's cores were nothing else running.
+	CPUBound float64 `json:"cpu_bound_per_second"`
 }
 
 func printTables(w io.Writer, results []result) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "what\tbackend\tsessions\tops/s\tp50\tp99\terrors\t")
+	fmt.Fprintln(tw, "what\tbackend\tsessions\tops/s\tp50\tp99\terrors\tcpu/op\tcpu-bound ops/s\t")
 	last := ""
 	for _, r := range results {
 		if last != "" && r.What != last && r.What == "refresh" {
-			fmt.Fprintln(tw, "\t\t\t\t\t\t\t")
+			fmt.Fprintln(tw, "\t\t\t\t\t\t\t\t\t")
 		}
 		last = r.What
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2fms\t%.2fms\t%d\t\n",
-			r.What, r.Backend, r.Sessions, r.PerSec, r.P50, r.P99, r.Errors)
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%.0f\t%.2fms\t%.2fms\t%d\t%.0fµs\t%.0f\t\n",
+			r.What, r.Backend, r.Sessions, r.PerSec, r.P50, r.P99, r.Errors, r.CPUPerOp, r.CPUBound)
 	}
 	tw.Flush()
 }

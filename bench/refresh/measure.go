@@ -15,6 +15,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -35,6 +36,7 @@ type backend struct {
 	name  string
 	store store.Store
 	close func()
+	cpu   cpuMeter
 }
 
 // openBackend opens a new, empty store. It returns nil for postgres
@@ -71,7 +73,8 @@ func openBackend(ctx context.Context, name, pgDSN string) (*backend, error) {
 			drop()
 			return nil, err
 		}
-		return &backend{name: name, store: st, close: func() { st.Close(); drop() }}, nil
+		return &backend{name: name, store: st, close: func() { st.Close(); drop() },
+			cpu: cpuMeter{postmaster: localPostmaster(ctx, pgDSN)}}, nil
 	}
 	return nil, fmt.Errorf("unknown backend %q (sqlite, postgres)", name)
 }
@@ -147,7 +150,7 @@ func measureBackend(ctx context.Context, b *backend, o options, log io.Writer) (
 	var out []result
 	for _, n := range o.sessions {
 		fmt.Fprintf(log, "%s: %d sessions refreshing for %v ...\n", b.name, n, o.duration)
-		r, err := measureRefresh(ctx, base, n, o)
+		r, err := measureRefresh(ctx, base, n, o, b.cpu)
 		if err != nil {
 			return nil, err
 		}
@@ -167,14 +170,14 @@ func measureBackend(ctx context.Context, b *backend, o options, log io.Writer) (
 		{"heartbeat-no-check", "/nocheck/heartbeat"},
 	} {
 		fmt.Fprintf(log, "%s: %d sessions on %s for %v ...\n", b.name, n, hb.path, o.duration)
-		r := measureLoop(ctx, newClient(n), sess, o, func(ctx context.Context, hc *http.Client, s *benchSession) error {
+		r := measureLoop(ctx, newClient(n), sess, o, b.cpu, func(ctx context.Context, hc *http.Client, s *benchSession) error {
 			return call(ctx, hc, http.MethodGet, base+hb.path, s.access, nil, nil)
 		})
 		r.Backend, r.What = b.name, hb.what
 		out = append(out, r)
 	}
 	// The lookup alone, straight on the store.
-	r := measureLoop(ctx, nil, sess, o, func(ctx context.Context, _ *http.Client, s *benchSession) error {
+	r := measureLoop(ctx, nil, sess, o, b.cpu, func(ctx context.Context, _ *http.Client, s *benchSession) error {
 		_, err := b.store.Family(ctx, s.sid)
 		return err
 	})
@@ -184,13 +187,13 @@ func measureBackend(ctx context.Context, b *backend, o options, log io.Writer) (
 }
 
 // measureRefresh logs n sessions in and has each refresh in a loop.
-func measureRefresh(ctx context.Context, base string, n int, o options) (result, error) {
+func measureRefresh(ctx context.Context, base string, n int, o options, cpu cpuMeter) (result, error) {
 	hc := newClient(n)
 	sess, err := loginAll(ctx, hc, base, n)
 	if err != nil {
 		return result{}, err
 	}
-	r := measureLoop(ctx, hc, sess, o, func(ctx context.Context, hc *http.Client, s *benchSession) error {
+	r := measureLoop(ctx, hc, sess, o, cpu, func(ctx context.Context, hc *http.Client, s *benchSession) error {
 		var g grant
 		if err := call(ctx, hc, http.MethodPost, base+"/api/auth/refresh", "", map[string]string{"refreshToken": s.refresh}, &g); err != nil {
 			return err
@@ -233,7 +236,7 @@ func loginAll(ctx context.Context, hc *http.Client, base string, n int) ([]*benc
 
 // measureLoop runs op in a loop per session: first for the warm-up, then
 // for the measured duration, and returns throughput and latencies.
-func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o options, op func(context.Context, *http.Client, *benchSession) error) result {
+func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o options, cpu cpuMeter, op func(context.Context, *http.Client, *benchSession) error) result {
 	var (
 		measuring atomic.Bool
 		errCount  atomic.Int64
@@ -268,10 +271,10 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 	}
 	sleep(ctx, o.warmup)
 	measuring.Store(true)
-	start := time.Now()
+	start, cpu0 := time.Now(), cpu.sample()
 	sleep(ctx, o.duration)
 	measuring.Store(false)
-	elapsed := time.Since(start)
+	elapsed, used := time.Since(start), cpu.sample()-cpu0
 	close(stop)
 	wg.Wait()
 
@@ -283,6 +286,10 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 	r := result{Sessions: len(sess), Ops: int64(len(all)), Errors: errCount.Load(), Seconds: elapsed.Seconds()}
 	r.PerSec = float64(r.Ops) / elapsed.Seconds()
 	r.P50, r.P99 = ms(percentile(all, 0.50)), ms(percentile(all, 0.99))
+	if r.Ops > 0 && used > 0 {
+		r.CPUPerOp = float64(used.Microseconds()) / float64(r.Ops)
+		r.CPUBound = float64(runtime.NumCPU()) * 1e6 / r.CPUPerOp
+	}
 	return r
 }
 

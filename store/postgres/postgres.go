@@ -29,6 +29,7 @@ import (
 	"net"
 	"runtime"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -73,6 +74,13 @@ const (
 type Store struct {
 	pool   *pgxpool.Pool
 	closed atomic.Bool
+
+	// Queued exchanges and the workers that run them in batches
+	// (batch.go).
+	reqs    chan *exchangeReq
+	quit    chan struct{}
+	turn    chan struct{} // held by the batcher collecting the next batch
+	workers sync.WaitGroup
 }
 
 var _ store.Store = (*Store)(nil)
@@ -123,6 +131,7 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 		pool.Close()
 		return nil, err
 	}
+	s.startBatchers()
 	return s, nil
 }
 
@@ -184,6 +193,7 @@ func (s *Store) Ping(ctx context.Context) error {
 // with an error that wraps store.ErrUnavailable.
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
+		s.stopBatchers()
 		s.pool.Close()
 	}
 	return nil

@@ -118,37 +118,46 @@ func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []
 }
 
 // DeleteExpired removes the families whose absolute expiry is before the
-// given instant, with their tokens, and returns how many it removed.
+// given instant, with their tokens, and returns how many it removed. It
+// deletes in chunks of deleteChunk families, each locked in ID order like
+// the families of an exchange batch, so that it never holds many locks for
+// long nor deadlocks with exchanges.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
-	var n int64
-	err := s.do(ctx, "delete expired", true, func(ctx context.Context) error {
-		tag, err := s.pool.Exec(ctx, `DELETE FROM families WHERE expires_at < $1`, before)
-		n = tag.RowsAffected()
-		return err
-	})
-	return n, err
+	const q = `
+DELETE FROM families WHERE id IN (
+	SELECT id FROM families WHERE expires_at < $1 ORDER BY id LIMIT $2 FOR UPDATE
+)`
+	var total int64
+	for {
+		var n int64
+		err := s.do(ctx, "delete expired", true, func(ctx context.Context) error {
+			tag, err := s.pool.Exec(ctx, q, before, deleteChunk)
+			n = tag.RowsAffected()
+			return err
+		})
+		total += n
+		if err != nil || n < deleteChunk {
+			return total, err
+		}
+	}
 }
+
+// deleteChunk is how many families one DeleteExpired statement removes.
+const deleteChunk = 1000
 
 // Exchange reads the chain of the token, calls decide and applies its
 // Change in one transaction that holds the family row lock.
 //
-// Round trip 1 (pipelined): BEGIN; lock the family row with SELECT … FOR NO
-// KEY UPDATE (it conflicts with every other exchange and revocation of the
-// family, and not with foreign-key checks); read the token and its successor
-// — a new statement, so at READ COMMITTED it sees everything committed by
-// the transaction that held the lock before. Round trip 2: the writes and
-// COMMIT. decide's error is returned unchanged.
+// Calls are queued and run in batches when several are waiting (see
+// batch.go). A batch of one takes two round trips — (1, pipelined) BEGIN;
+// lock the family row with SELECT … FOR NO KEY UPDATE, which conflicts with
+// every other exchange and revocation of the family and not with
+// foreign-key checks; read the token and its successor, in a new statement
+// that at READ COMMITTED sees everything committed by the transaction that
+// held the lock before — and (2) the writes and COMMIT. decide's error is
+// returned unchanged.
 func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
-	var decideErr error
-	err := s.do(ctx, "exchange", false, func(ctx context.Context) error {
-		var err error
-		decideErr, err = s.exchange(ctx, tokenHash, decide)
-		return err
-	})
-	if decideErr != nil {
-		return decideErr
-	}
-	return err
+	return s.enqueue(ctx, tokenHash, decide)
 }
 
 const familyColumns = `id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason`
