@@ -323,7 +323,13 @@ func (s *Store) exchangeBatch(ctx context.Context, reqs []*exchangeReq) ([]excha
 			results[i].decideErr = derr
 			continue
 		}
-		if c := change.Consume; c != nil && !tok.Consumed() {
+		if change.Consume != nil && tok.Consumed() {
+			// Only a decide that ignores the chain it was given asks
+			// for this; the single-exchange path refuses it too.
+			results[i].err = fmt.Errorf("postgres: exchange: %w", errConcurrentConsume)
+			continue
+		}
+		if c := change.Consume; c != nil {
 			at := change.ConsumedAt
 			if at.IsZero() {
 				at = orNow(c.IssuedAt)
@@ -331,7 +337,9 @@ func (s *Store) exchangeBatch(ctx context.Context, reqs []*exchangeReq) ([]excha
 			next := &session.RefreshToken{Hash: c.Hash, FamilyID: fam.ID, Generation: c.Generation,
 				IssuedAt: c.IssuedAt, ExpiresAt: c.ExpiresAt}
 			if _, dup := tokens[string(c.Hash)]; dup || bytes.Equal(c.Hash, tok.Hash) {
-				return nil, fmt.Errorf("successor hash already stored")
+				// Let the single-exchange path refuse it, alone.
+				_ = rollback(ctx, conn.Conn())
+				return nil, errors.New("successor hash already stored")
 			}
 			tok.ConsumedAt, tok.SuccessorHash = at, c.Hash
 			tokens[string(c.Hash)] = next

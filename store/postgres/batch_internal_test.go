@@ -193,6 +193,26 @@ func TestRunBatch(t *testing.T) {
 		}
 	})
 
+	t.Run("consuming a consumed token is refused", func(t *testing.T) {
+		head := mkFamily(t, s, "twice")
+		var seen session.Chain
+		blind := func(c session.Chain) (session.Change, error) {
+			n := session.RefreshToken{Hash: h(fmt.Sprintf("twice/%x", c.Token.ConsumedAt.UnixNano())), Generation: 1, IssuedAt: t0, ExpiresAt: t0}
+			return session.Change{Consume: &n, ConsumedAt: t0}, nil
+		}
+		reqs := []*exchangeReq{req(ctx, head, consumeDecide(h("twice/1"), &seen)), req(ctx, head, blind)}
+		s.runBatch(reqs)
+		if res := result(reqs[0]); res.err != nil || res.decideErr != nil {
+			t.Errorf("first: %+v", res)
+		}
+		if res := result(reqs[1]); !errors.Is(res.err, errConcurrentConsume) {
+			t.Errorf("second consume of one token: %+v", res)
+		}
+		if toks, _ := s.FamilyTokens(ctx, "twice"); len(toks) != 2 {
+			t.Errorf("family has %d tokens, want 2", len(toks))
+		}
+	})
+
 	t.Run("consume and revoke of one family in one batch", func(t *testing.T) {
 		head := mkFamily(t, s, "cr")
 		var seen, seen2 session.Chain
