@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# run.sh reproduces docs/BENCHMARKS.md: every benchmark beside its
+# baseline in the same run, medians over -count runs (the machine is
+# shared and noisy: read the medians, not single runs).
+#
+#   bench/run.sh                 everything (starts a throwaway PostgreSQL)
+#   COUNT=10 bench/run.sh        more runs per benchmark
+#
+# Raw results go to bench/out/ (not committed); the summary tables are
+# printed by benchstat.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+COUNT=${COUNT:-6}
+OUT=bench/out
+mkdir -p "$OUT"
+export SILENTREFRESH_PG_DIR=${SILENTREFRESH_PG_DIR:-$(mktemp -d /tmp/silentrefresh-pg.XXXXXX)}
+trap 'scripts/postgres.sh destroy >/dev/null 2>&1 || true' EXIT
+eval "$(scripts/postgres.sh start)"
+benchstat() { go run golang.org/x/perf/cmd/benchstat@v0.0.0-20260908200009-22c9c6c9d4da "$@"; }
+
+echo "== bearer verification vs raw ed25519.Verify (token)"
+go test -run '^$' -bench 'Verify|Mint' -benchmem -count "$COUNT" ./token | tee "$OUT/token.txt" >/dev/null
+benchstat "$OUT/token.txt"
+
+echo "== client hot path: floor vs x/oauth2 vs silentrefresh, 32-way parallel; refresh storm"
+go test -run '^$' -bench 'RoundTripInterleaved|Storm' -benchmem -count "$COUNT" ./client | tee "$OUT/client.txt" >/dev/null
+benchstat "$OUT/client.txt"
+
+echo "== one rotation: SQLite vs PostgreSQL store; a refresh through the engine"
+go test -run '^$' -bench 'Exchange|EngineRefresh' -benchmem -count "$COUNT" ./store/sqlite ./store/postgres | tee "$OUT/store.txt" >/dev/null
+benchstat "$OUT/store.txt"
+
+echo "== refresh throughput over HTTP, SQLite vs PostgreSQL, 16 and 64 sessions"
+go run ./bench/refresh -sessions 16,64 -duration 10s | tee "$OUT/http.txt"
