@@ -46,7 +46,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&f.db, "db", defaultDSN, "database: sqlite:PATH or postgres://...")
-	fs.StringVar(&f.issuer, "issuer", "", "public base URL of the server, the iss of its tokens (default http://ADDR)")
+	fs.StringVar(&f.issuer, "issuer", "", "public base URL of the server, the iss and aud of its tokens (default http://ADDR); replicas behind one load balancer must all be given the same one")
 	fs.DurationVar(&f.accessTTL, "access-ttl", session.DefaultAccessTTL, "access token lifetime")
 	fs.DurationVar(&f.refreshTTL, "refresh-ttl", session.DefaultRefreshTTL, "refresh token idle lifetime")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
