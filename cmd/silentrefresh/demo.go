@@ -215,17 +215,8 @@ flags:`)
 			return fmt.Errorf("demo: %w", err)
 		}
 	}
-	if f.json {
-		if err := s.WriteJSON(out); err != nil {
-			return err
-		}
-	} else {
-		if err := s.WriteTable(out); err != nil {
-			return err
-		}
-		if f.timeline != "" {
-			fmt.Fprintf(out, "\ntimeline written to %s\n", f.timeline)
-		}
+	if err := writeSummary(out, s, f.json, f.timeline); err != nil {
+		return err
 	}
 	if !s.OK {
 		fmt.Fprintln(stderr, "silentrefresh demo: FAILED: something failed that should not have (see the checks above)")

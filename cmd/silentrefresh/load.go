@@ -180,17 +180,8 @@ flags:`)
 			return fmt.Errorf("load: %w", err)
 		}
 	}
-	if f.json {
-		if err := s.WriteJSON(out); err != nil {
-			return err
-		}
-	} else {
-		if err := s.WriteTable(out); err != nil {
-			return err
-		}
-		if f.timeline != "" {
-			fmt.Fprintf(out, "\ntimeline written to %s\n", f.timeline)
-		}
+	if err := writeSummary(out, s, f.json, f.timeline); err != nil {
+		return err
 	}
 	if interrupted != nil {
 		return fmt.Errorf("load: interrupted: %w", context.Cause(ctx))
