@@ -279,7 +279,7 @@ func (s *Server) routes() {
 		}
 		s.handleNotFound(w, r)
 	})
-	s.handler = s.logRequests(s.recoverPanics(mux))
+	s.handler = s.logRequests(s.recoverPanics(s.cors(mux)))
 }
 
 // handleNotFound answers unknown API paths and wrong methods with JSON.

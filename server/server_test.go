@@ -577,3 +577,27 @@ func TestDatabaseHoldsNoRefreshToken(t *testing.T) {
 		}
 	}
 }
+
+func TestCORSForAllowedOrigins(t *testing.T) {
+	const app = "https://app.example.test"
+	e := newEnv(t, func(c *server.Config) { c.AllowedOrigins = []string{app} })
+	pre := e.do("OPTIONS", "/api/auth/refresh", "", nil,
+		"Origin", app, "Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "content-type")
+	if pre.status != 204 || pre.header.Get("Access-Control-Allow-Origin") != app ||
+		pre.header.Get("Access-Control-Allow-Credentials") != "true" ||
+		!strings.Contains(pre.header.Get("Access-Control-Allow-Headers"), "Content-Type") {
+		t.Fatalf("preflight: %d %v", pre.status, pre.header)
+	}
+	access, _ := e.login()
+	me := e.do("GET", "/api/me", "", nil, "Origin", app, "Authorization", "Bearer "+access)
+	if me.status != 200 || me.header.Get("Access-Control-Allow-Origin") != app {
+		t.Fatalf("allowed origin: %d %v", me.status, me.header)
+	}
+	other := e.do("GET", "/api/me", "", nil, "Origin", "https://evil.example", "Authorization", "Bearer "+access)
+	if other.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("CORS granted to an origin not allowed: %v", other.header)
+	}
+	if pre := e.do("OPTIONS", "/api/me", "", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET"); pre.header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight granted to an origin not allowed: %d %v", pre.status, pre.header)
+	}
+}

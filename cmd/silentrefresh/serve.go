@@ -51,7 +51,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&f.refreshTTL, "refresh-ttl", session.DefaultRefreshTTL, "refresh token idle lifetime")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
 	fs.DurationVar(&f.grace, "grace", session.DefaultGrace, "grace window in which a rotated refresh token is answered with the same successor (0 turns it off)")
-	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin allowed to use cookie mode (repeatable)")
+	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
 	fs.Usage = func() {
