@@ -63,6 +63,9 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // data (400), each with a message that names the problem. The Content-Type
 // is not checked: a body that is not JSON fails as malformed JSON.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *apiError {
+	if r.ContentLength > maxBodyBytes {
+		return jsonError(&http.MaxBytesError{Limit: maxBodyBytes})
+	}
 	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	dec := json.NewDecoder(body)
 	if err := dec.Decode(dst); err != nil {
@@ -128,6 +131,9 @@ func readForm(w http.ResponseWriter, r *http.Request) (map[string]string, *apiEr
 	mt, _, err := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	if err != nil || mt != "application/x-www-form-urlencoded" {
 		return nil, badRequest("invalid_request", "Content-Type must be application/x-www-form-urlencoded")
+	}
+	if r.ContentLength > maxBodyBytes {
+		return nil, jsonError(&http.MaxBytesError{Limit: maxBodyBytes})
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, maxBodyBytes)
 	if err := r.ParseForm(); err != nil {

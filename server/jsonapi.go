@@ -90,9 +90,12 @@ func (s *Server) fail(w http.ResponseWriter, r *http.Request, err error) {
 
 func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	var req refreshRequest
-	if e := decodeJSON(w, r, &req); e != nil {
-		writeError(w, e)
-		return
+	// Cookie mode may send no body at all: the cookie is the token.
+	if r.ContentLength != 0 || !hasRefreshCookie(r) {
+		if e := decodeJSON(w, r, &req); e != nil {
+			writeError(w, e)
+			return
+		}
 	}
 	rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)
 	if e != nil {

@@ -132,6 +132,9 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if _, e := clientID(r, form); e != nil {
+		if e.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Basic realm="silentrefresh"`)
+		}
 		writeError(w, e)
 		return
 	}

@@ -349,17 +349,14 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 	iss := s.cfg.Issuer
 	w.Header().Set("Cache-Control", "public, max-age=300")
 	writeJSON(w, http.StatusOK, map[string]any{
-		"issuer":                                           iss,
-		"token_endpoint":                                   iss + "/oauth2/token",
-		"revocation_endpoint":                              iss + "/oauth2/revoke",
-		"jwks_uri":                                         iss + "/.well-known/jwks.json",
-		"grant_types_supported":                            []string{"password", "refresh_token"},
-		"response_types_supported":                         []string{},
-		"token_endpoint_auth_methods_supported":            []string{"none"},
-		"revocation_endpoint_auth_methods_supported":       []string{"none"},
-		"token_endpoint_auth_signing_alg_values_supported": nil,
-		"id_token_signing_alg_values_supported":            nil,
-		"access_token_signing_alg_values_supported":        []string{token.AlgEdDSA},
+		"issuer":                                iss,
+		"token_endpoint":                        iss + "/oauth2/token",
+		"revocation_endpoint":                   iss + "/oauth2/revoke",
+		"jwks_uri":                              iss + "/.well-known/jwks.json",
+		"grant_types_supported":                 []string{"password", "refresh_token"},
+		"token_endpoint_auth_methods_supported": []string{"none"},
+		"revocation_endpoint_auth_methods_supported": []string{"none"},
+		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
 	})
 }
 

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -600,4 +601,39 @@ func TestCORSForAllowedOrigins(t *testing.T) {
 	if pre := e.do("OPTIONS", "/api/me", "", nil, "Origin", "https://evil.example", "Access-Control-Request-Method", "GET"); pre.header.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("preflight granted to an origin not allowed: %d %v", pre.status, pre.header)
 	}
+}
+
+func TestContractDetails(t *testing.T) {
+	e := newEnv(t)
+	// Over 1 MiB is 413 whatever the body holds.
+	for _, path := range []string{"/api/auth/login", "/api/auth/refresh"} {
+		expectError(t, e.do("POST", path, "application/json", strings.NewReader(strings.Repeat("a", 2<<20))), 413, "invalid_request")
+	}
+	// RFC 9068 requires client_id, also for logins that named no client.
+	access, _ := e.login()
+	if me := e.get("/api/me", access); me.body["clientId"] != "public" {
+		t.Fatalf("client_id claim of a JSON API login: %s", me.raw)
+	}
+	// RFC 8414: no null values, no empty arrays.
+	md := e.get("/.well-known/oauth-authorization-server", "")
+	for k, v := range md.body {
+		if arr, ok := v.([]any); v == nil || ok && len(arr) == 0 {
+			t.Errorf("metadata %q is %v", k, v)
+		}
+	}
+	// Cookie mode: a refresh with the cookie and no body at all.
+	login := e.postJSON("/api/auth/login", map[string]any{"username": testUser, "password": testPassword, "cookie": true}, "Origin", e.http.URL)
+	cookie := strings.SplitN(login.header.Get("Set-Cookie"), ";", 2)[0]
+	if r := e.do("POST", "/api/auth/refresh", "", nil, "Cookie", cookie, "Origin", e.http.URL); r.status != 200 {
+		t.Fatalf("bodiless cookie refresh: %d %s", r.status, r.raw)
+	}
+	// RFC 6749 section 5.2: a 401 invalid_client carries WWW-Authenticate.
+	r := e.postForm("/oauth2/revoke", url.Values{"token": {"x"}}, "Authorization", "Basic "+basic("app", "secret"))
+	if r.status != 401 || r.header.Get("WWW-Authenticate") == "" {
+		t.Fatalf("revoke with a client secret: %d %v", r.status, r.header)
+	}
+}
+
+func basic(user, pass string) string {
+	return base64.StdEncoding.EncodeToString([]byte(user + ":" + pass))
 }

@@ -23,6 +23,11 @@ const (
 	DefaultGrace      = 10 * time.Second
 )
 
+// PublicClientID is the client_id claim of access tokens from a login that
+// named no client (the JSON API, or the token endpoint without client_id):
+// RFC 9068 requires the claim, and public clients need no registration.
+const PublicClientID = "public"
+
 // rotationSecretName is the name of the secret that derives successors.
 const rotationSecretName = "rotation"
 
@@ -327,11 +332,15 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 // grant mints the access token that goes with a refresh token.
 func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
+	cid := f.ClientID
+	if cid == "" {
+		cid = PublicClientID
+	}
 	at, err := e.minter.Mint(ctx, token.Claims{
 		Subject:   f.Subject,
 		ExpiresAt: exp,
 		IssuedAt:  now,
-		ClientID:  f.ClientID,
+		ClientID:  cid,
 		SessionID: f.ID,
 	})
 	if err != nil {
