@@ -279,6 +279,11 @@ func (c *Client) newState(t Tokens, gen uint64, obtained time.Time) *state {
 		return &state{gen: gen, err: errNoTokens}
 	}
 	st := &state{tok: t, gen: gen, header: "Bearer " + t.AccessToken}
+	if t.AccessToken == "" {
+		// Only a refresh token: expired from the start.
+		st.refreshAt, st.expireAt = obtained, obtained
+		return st
+	}
 	if t.Expiry.IsZero() {
 		st.refreshAt, st.expireAt = never, never
 		return st

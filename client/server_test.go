@@ -304,3 +304,30 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 		t.Fatalf("stats %+v; want 2 refreshes (the explicit one and one after the stale replay) and 2 replays", s)
 	}
 }
+
+// A Client given only a refresh token (an app that persisted just that)
+// refreshes before its first request instead of giving up.
+func TestRealServerRefreshTokenOnly(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
+	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
+	tok, err := api.Login(t.Context(), "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := client.New(client.Config{
+		Refresher: api,
+		Store:     client.NewMemoryStore(client.Tokens{RefreshToken: tok.RefreshToken}),
+		Now:       rs.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	status, body, err := get(bounded(t), c, rs.URL+"/api/me")
+	if err != nil || status != http.StatusOK {
+		t.Fatalf("first request with only a refresh token: %d %q %v", status, body, err)
+	}
+	if s := c.Stats(); s.Refreshes != 1 {
+		t.Fatalf("stats %+v, want one refresh", s)
+	}
+}

@@ -31,8 +31,9 @@ type Tokens struct {
 	Expiry time.Time `json:"expiry,omitzero"`
 }
 
-// IsZero reports whether t holds no access token.
-func (t Tokens) IsZero() bool { return t.AccessToken == "" }
+// IsZero reports whether t holds no token at all. Tokens with a refresh
+// token but no access token are not zero: the first request refreshes.
+func (t Tokens) IsZero() bool { return t.AccessToken == "" && t.RefreshToken == "" }
 
 // String describes t without revealing any secret, so that tokens printed
 // or logged by mistake do not leak.

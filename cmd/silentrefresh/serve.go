@@ -46,7 +46,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.SetOutput(stderr)
 	fs.StringVar(&f.addr, "addr", "127.0.0.1:8080", "address to listen on")
 	fs.StringVar(&f.db, "db", defaultDSN, "database: sqlite:PATH or postgres://...")
-	fs.StringVar(&f.issuer, "issuer", "", "public base URL of the server, the iss and aud of its tokens (default http://ADDR); replicas behind one load balancer must all be given the same one")
+	fs.StringVar(&f.issuer, "issuer", "", "public base URL of the server, the iss and aud of its tokens (default http://ADDR, with localhost for a loopback or wildcard address); replicas behind one load balancer must all be given the same one")
 	fs.DurationVar(&f.accessTTL, "access-ttl", session.DefaultAccessTTL, "access token lifetime")
 	fs.DurationVar(&f.refreshTTL, "refresh-ttl", session.DefaultRefreshTTL, "refresh token idle lifetime")
 	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
@@ -82,7 +82,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	defer ln.Close()
 	if f.issuer == "" {
-		f.issuer = "http://" + ln.Addr().String()
+		f.issuer = defaultIssuer(ln.Addr())
 	}
 	st, err := openStore(ctx, f.db)
 	if err != nil {
@@ -150,4 +150,18 @@ func serveUntilDone(ctx context.Context, ln net.Listener, srv *server.Server, lo
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// defaultIssuer is the issuer when --issuer is not given: the listener's
+// address, with "localhost" for a loopback or wildcard one, the name a
+// browser or curl on this machine uses. Deployments set --issuer.
+func defaultIssuer(addr net.Addr) string {
+	tcp, ok := addr.(*net.TCPAddr)
+	if !ok {
+		return "http://" + addr.String()
+	}
+	if tcp.IP.IsLoopback() || tcp.IP.IsUnspecified() {
+		return fmt.Sprintf("http://localhost:%d", tcp.Port)
+	}
+	return "http://" + addr.String()
 }
