@@ -102,6 +102,7 @@ type GrantError struct {
 	SessionID string
 }
 
+// Error says which reason refused the refresh.
 func (e *GrantError) Error() string { return "session: invalid grant: " + string(e.Reason) }
 
 // Is makes errors.Is(err, ErrInvalidGrant) true.
