@@ -10,31 +10,14 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
+	"github.com/silentrefresh/silentrefresh/store/storetest"
 	"github.com/silentrefresh/silentrefresh/token"
 )
-
-// clock is a settable clock for the rules that depend on time.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
 
 type fixture struct {
 	engine *session.Engine
 	store  *sqlite.Store
-	clock  *clock
+	clock  *storetest.Clock
 }
 
 // newFixture returns an engine over a real SQLite file with a fake clock.
@@ -46,7 +29,7 @@ func newFixture(t *testing.T, cfg session.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := &clock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)}
+	clk := storetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	if err := token.EnsureSigningKey(ctx, st, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
