@@ -482,19 +482,25 @@ export function createClient(options = {}) {
     }
   }
 
+  /** The init of a JSON POST to one of the auth endpoints. */
+  function jsonPost(body) {
+    const init = {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
+      body: JSON.stringify(body),
+      cache: 'no-store',
+    };
+    if (credentials) init.credentials = credentials;
+    return init;
+  }
+
   /** One call to the refresh endpoint, with the state read under the lock. */
   async function exchange(s) {
     const sent = s?.refreshToken;
     const body = cookie ? {} : { refreshToken: sent };
     let res;
     try {
-      const init = {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify(body),
-        cache: 'no-store',
-      };
-      if (credentials) init.credentials = credentials;
+      const init = jsonPost(body);
       const sig = timeoutSignal(refreshTimeout);
       if (sig) init.signal = sig;
       res = await getFetch()(endpoint('refresh'), init);
@@ -602,14 +608,7 @@ export function createClient(options = {}) {
     if (cookie) body.cookie = true;
     let res;
     try {
-      const init = {
-        method: 'POST',
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-        body: JSON.stringify(body),
-        cache: 'no-store',
-      };
-      if (credentials) init.credentials = credentials;
-      res = await getFetch()(endpoint('login'), init);
+      res = await getFetch()(endpoint('login'), jsonPost(body));
     } catch (e) {
       throw new LoginError('network', { cause: e });
     }
