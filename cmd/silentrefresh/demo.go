@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
-	"github.com/silentrefresh/silentrefresh/faultproxy"
-	"github.com/silentrefresh/silentrefresh/loadgen"
+	"github.com/silentrefresh/silentrefresh/internal/faultproxy"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/silentrefresh/silentrefresh/loadgen"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 )
 
 // decodeSummary decodes out, which must hold exactly one JSON object.

@@ -16,7 +16,7 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/silentrefresh/silentrefresh/loadgen"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )

@@ -10,7 +10,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/silentrefresh/silentrefresh/loadgen"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"

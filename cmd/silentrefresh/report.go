@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/silentrefresh/silentrefresh/loadgen"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 )
 
 // writeSummary prints the summary of a demo or load run: one JSON object
