@@ -1,8 +1,9 @@
 // Package server is the HTTP face of silentrefresh: the seed's JSON API
 // (login, refresh, heartbeat, logout), the standard OAuth2 endpoints
 // (RFC 6749 token, RFC 7009 revocation, RFC 8414 metadata), JWKS, metrics
-// and health, and the RequireBearer middleware that other Go services can
-// mount to accept its access tokens.
+// and health. It mounts the middleware of package bearer on its own
+// session-checked endpoints; other Go services mount that package, not
+// this one, to accept its access tokens.
 package server
 
 import (
@@ -17,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -233,12 +235,14 @@ func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 func (s *Server) routes() {
 	mux := http.NewServeMux()
 	s.mux = mux
-	bearer := RequireBearer(s.verifier,
-		WithSessionCheck(s.checkSession),
-		func(c *bearerConfig) {
-			c.observe = func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }
-			c.unavailable = s.answerUnavailable
-		})
+	requireBearer := bearer.Require(s.verifier,
+		bearer.WithSessionCheck(s),
+		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
+		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
+			if !s.answerUnavailable(w, err) {
+				bearer.Refuse(w, err)
+			}
+		}))
 
 	// Each path is registered without a method so that a wrong method gets
 	// a JSON 405 with Allow rather than the mux's plain-text one.
@@ -261,8 +265,8 @@ func (s *Server) routes() {
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
-	handle("GET", "/api/heartbeat", "heartbeat", bearer(http.HandlerFunc(s.handleHeartbeat)))
-	handle("GET", "/api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
+	handle("GET", "/api/heartbeat", "heartbeat", requireBearer(http.HandlerFunc(s.handleHeartbeat)))
+	handle("GET", "/api/me", "me", requireBearer(http.HandlerFunc(s.handleMe)))
 	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
@@ -288,9 +292,11 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 		Description: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 }
 
-// checkSession is the per-request revocation check of session-checked
-// endpoints: one primary-key lookup.
-func (s *Server) checkSession(ctx context.Context, sid string) error {
+// CheckSession returns nil when the session sid is live, and an error when
+// it was revoked, has expired, is unknown or cannot be read: the
+// per-request revocation check of session-checked endpoints, one
+// primary-key lookup. It makes a Server a bearer.SessionChecker.
+func (s *Server) CheckSession(ctx context.Context, sid string) error {
 	_, err := s.engine.Session(ctx, sid)
 	return err
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -470,8 +471,8 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewServer(server.RequireBearer(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := server.ClaimsFrom(r.Context())
+	api := httptest.NewServer(bearer.Require(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := bearer.ClaimsFrom(r.Context())
 		io.WriteString(w, c.Subject)
 	})))
 	defer api.Close()
