@@ -164,50 +164,65 @@ func (s *Server) Verifier() *token.Verifier { return s.verifier }
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// RotateSigningKey adds a new signing key, which signs every access token
-// from now on. With dropOld, the previous keys are deleted, so access tokens
-// signed with them stop verifying at once (clients recover by refreshing);
-// without it they keep verifying until they expire.
-func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
-	old, err := s.store.SigningKeys(ctx)
+// KeyPolicy is the rotation policy of the server's signing keys: its
+// access-token lifetime and the largest leeway a verifier may allow. Pass
+// it to token.Keys, token.Rotate and token.Retire when working on the
+// server's store from another process.
+func (s *Server) KeyPolicy() token.RotationPolicy {
+	return token.RotationPolicy{AccessTTL: s.engine.Config().AccessTTL}
+}
+
+// RotateSigningKey adds a new signing key and returns it and the retired
+// keys, which go on verifying the tokens they signed until their
+// RemovableAt; RetireSigningKeys deletes them then. In this order no token
+// is ever minted that does not verify: the verifier learns the new key,
+// then the issuer signs with it, and the old keys go later.
+func (s *Server) RotateSigningKey(ctx context.Context) (token.Rotation, error) {
+	rot, err := token.Rotate(ctx, s.store, s.cfg.Now(), s.KeyPolicy())
 	if err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return token.Rotation{}, fmt.Errorf("server: %w", err)
 	}
-	// The newest key signs: make sure the new one is strictly newest even
-	// when the clock stands still or went back.
-	created := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	for _, o := range old {
-		if !created.After(o.CreatedAt) {
-			created = o.CreatedAt.Add(time.Microsecond)
-		}
-	}
-	k, err := token.GenerateKey(created)
-	if err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
-	}
-	if err := s.store.AddSigningKey(ctx, k); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
-	}
-	// In this order, no token is ever minted that does not verify: the
-	// verifier learns the new key, then the issuer signs with it, then the
-	// old keys go.
 	if err := s.keys.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return rot, fmt.Errorf("server: rotate key: %w", err)
 	}
 	if err := s.issuer.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return rot, fmt.Errorf("server: rotate key: %w", err)
 	}
-	if dropOld {
-		for _, o := range old {
-			if err := s.store.DeleteSigningKey(ctx, o.ID); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
-				return fmt.Errorf("server: drop key %s: %w", o.ID, err)
-			}
+	s.log.Info("signing key rotated", "kid", rot.New.ID, "retired", len(rot.Retired))
+	return rot, nil
+}
+
+// RetireSigningKeys deletes the retired keys that no unexpired token can
+// need any more (token.Retire) and returns them.
+func (s *Server) RetireSigningKeys(ctx context.Context) ([]token.KeyInfo, error) {
+	gone, err := token.Retire(ctx, s.store, s.cfg.Now(), s.KeyPolicy())
+	return gone, s.afterRetire(ctx, gone, err, false)
+}
+
+// ForceRetireSigningKeys deletes the retired keys named by ids, or every
+// retired key when ids is empty, at once (token.ForceRetire): the access
+// tokens they signed are refused from now on, although they have not
+// expired, and clients recover by refreshing. It is the answer to a
+// leaked key; rotate first if the leaked key is the signing one.
+func (s *Server) ForceRetireSigningKeys(ctx context.Context, ids ...string) ([]token.KeyInfo, error) {
+	gone, err := token.ForceRetire(ctx, s.store, ids...)
+	return gone, s.afterRetire(ctx, gone, err, true)
+}
+
+// afterRetire makes this server's verifier forget the deleted keys and
+// logs them.
+func (s *Server) afterRetire(ctx context.Context, gone []token.KeyInfo, err error, forced bool) error {
+	if len(gone) > 0 {
+		if rerr := s.keys.Reload(ctx); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		if err := s.keys.Reload(ctx); err != nil {
-			return fmt.Errorf("server: rotate key: %w", err)
+		for _, k := range gone {
+			s.log.Info("signing key retired", "kid", k.ID, "forced", forced)
 		}
 	}
-	s.log.Info("signing key rotated", "kid", k.ID, "dropped_old", dropOld)
+	if err != nil {
+		return fmt.Errorf("server: retire keys: %w", err)
+	}
 	return nil
 }
 

@@ -493,7 +493,10 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 func TestRotateSigningKeyDropOldInvalidatesAccessTokens(t *testing.T) {
 	e := newEnv(t)
 	access, rt := e.login()
-	if err := e.srv.RotateSigningKey(context.Background(), true); err != nil {
+	if _, err := e.srv.RotateSigningKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.ForceRetireSigningKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.get("/api/me", access); r.status != 401 {
