@@ -27,7 +27,7 @@ import (
 	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store"
-	"github.com/silentrefresh/silentrefresh/store/postgres"
+	storedsn "github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/user"
 )
@@ -69,7 +69,7 @@ func openBackend(ctx context.Context, name, pgDSN string) (*backend, error) {
 			drop()
 			return nil, err
 		}
-		st, err := postgres.Open(ctx, dsn)
+		st, err := storedsn.Open(ctx, dsn)
 		if err != nil {
 			drop()
 			return nil, err
