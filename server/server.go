@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -464,11 +465,13 @@ func (s *Server) authenticate(r *http.Request, username, password string) (user.
 	return u, nil
 }
 
-// clientAddr is the host of the request's remote address.
+// clientAddr is the host of the request's remote address, without the
+// port or an IPv6 address's brackets. A RemoteAddr without a port (as some
+// listeners and tests give) is the host itself.
 func clientAddr(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return strings.Trim(r.RemoteAddr, "[]")
 	}
 	return host
 }
