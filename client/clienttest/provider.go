@@ -29,6 +29,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/session"
 )
 
 // Config configures a Provider. The zero Config is usable.
@@ -47,13 +48,14 @@ type Config struct {
 	ClientSecret string
 }
 
-// Reasons of an invalid_grant answer, as error_description.
+// Reasons of an invalid_grant answer, as error_description: the
+// session.Reason values, as strings.
 const (
-	ReasonUnknown    = "unknown"
-	ReasonRevoked    = "revoked"
-	ReasonExpired    = "expired"
-	ReasonSuperseded = "superseded"
-	ReasonReused     = "reused"
+	ReasonUnknown    = string(session.ReasonUnknown)
+	ReasonRevoked    = string(session.ReasonRevoked)
+	ReasonExpired    = string(session.ReasonExpired)
+	ReasonSuperseded = string(session.ReasonSuperseded)
+	ReasonReused     = string(session.ReasonReused)
 )
 
 // Stats are a Provider's counters.

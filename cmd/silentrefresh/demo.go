@@ -20,6 +20,7 @@ import (
 	"github.com/silentrefresh/silentrefresh/internal/faultproxy"
 	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/server"
+	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -96,7 +97,7 @@ flags:`)
 	if f.json {
 		live = stderr
 	}
-	tty := loadgen.IsTerminal(live)
+	tty := isTerminal(live)
 
 	dir, err := os.MkdirTemp("", "silentrefresh-demo-")
 	if err != nil {
@@ -482,7 +483,7 @@ func (sc *scenario) check(s *loadgen.Summary) {
 		detail = "the attack did not run"
 	}
 	s.AddCheck("stolen refresh token replayed after grace: reuse detected once",
-		sc.attacked && sc.attackErr == nil && sc.attackReason == "reused" && reuse == 1, detail)
+		sc.attacked && sc.attackErr == nil && sc.attackReason == string(session.ReasonReused) && reuse == 1, detail)
 
 	_, endErr, ended := victim.Ended()
 	detail = "the attacked session did not end"
