@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/token"
 )
@@ -364,14 +365,7 @@ func (p *Provider) delay(ctx context.Context) bool {
 	if d <= 0 {
 		return true
 	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
+	return clock.Sleep(ctx, d) == nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
