@@ -17,29 +17,12 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )
-
-// clock is a settable clock; the zero offset is the real time.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
 
 // env is a real server over a real SQLite file, behind httptest.
 type env struct {
@@ -47,7 +30,7 @@ type env struct {
 	srv    *server.Server
 	http   *httptest.Server
 	store  *sqlite.Store
-	clock  *clock
+	clock  *clock.Fake // the real time until advanced
 	dbPath string
 }
 
@@ -73,7 +56,7 @@ func newEnv(t testing.TB, mutate ...func(*server.Config)) *env {
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(nil)
-	clk := &clock{}
+	clk := &clock.Fake{}
 	cfg := server.Config{
 		Store:     st,
 		Issuer:    "http://" + hs.Listener.Addr().String(),

@@ -144,7 +144,7 @@ flags:`)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		gen.Watch(watchCtx, live, loadgen.IsTerminal(live))
+		gen.Watch(watchCtx, live, isTerminal(live))
 	}()
 	runErr := gen.Run(ctx)
 	stopWatch()
