@@ -78,7 +78,7 @@ func newRealServer(t *testing.T, cfg server.Config) *realServer {
 // login opens a session for alice and returns a Client on it.
 func (rs *realServer) login(t *testing.T, cfg client.Config) *client.Client {
 	t.Helper()
-	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
+	api := client.JSONAPI(rs.URL)
 	tok, err := api.Login(t.Context(), "alice", "correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -309,7 +309,7 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 // refreshes before its first request instead of giving up.
 func TestRealServerRefreshTokenOnly(t *testing.T) {
 	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
-	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
+	api := client.JSONAPI(rs.URL)
 	tok, err := api.Login(t.Context(), "alice", "correct horse")
 	if err != nil {
 		t.Fatal(err)
