@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -14,86 +12,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/silentrefresh/silentrefresh/client"
-	"github.com/silentrefresh/silentrefresh/client/clienttest"
 	"github.com/silentrefresh/silentrefresh/server"
-	"github.com/silentrefresh/silentrefresh/store/sqlite"
-	"github.com/silentrefresh/silentrefresh/user"
 )
-
-// realServer is the silentrefresh server on a SQLite file, behind a proxy
-// that counts refresh requests and can lose their answers.
-type realServer struct {
-	*server.Server
-	URL   string
-	clock *clienttest.Clock
-
-	refreshes atomic.Int64 // refresh requests that reached the server
-	drop      atomic.Int64 // answers still to lose
-}
-
-func newRealServer(t *testing.T, cfg server.Config) *realServer {
-	t.Helper()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "silentrefresh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	// Cheap hashing parameters: these tests are about tokens, not passwords.
-	hash, err := user.HashPasswordParams("correct horse", user.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &realServer{clock: clienttest.NewClock(time.Now())}
-	if err := st.CreateUser(ctx, user.User{ID: "u-alice", Username: "alice", PasswordHash: hash, CreatedAt: rs.clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store = st
-	cfg.Now = rs.clock.Now
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs.Server = srv
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/auth/refresh" && r.URL.Path != "/oauth2/token" {
-			srv.ServeHTTP(w, r)
-			return
-		}
-		rs.refreshes.Add(1)
-		if rs.drop.Add(-1) < 0 {
-			rs.drop.Add(1)
-			srv.ServeHTTP(w, r)
-			return
-		}
-		// The server commits the rotation; its answer is lost on the way.
-		srv.ServeHTTP(httptest.NewRecorder(), r)
-		panic(http.ErrAbortHandler)
-	}))
-	t.Cleanup(hs.Close)
-	rs.URL = hs.URL
-	return rs
-}
-
-// login opens a session for alice and returns a Client on it.
-func (rs *realServer) login(t *testing.T, cfg client.Config) *client.Client {
-	t.Helper()
-	api := client.JSONAPI(rs.URL)
-	tok, err := api.Login(t.Context(), "alice", "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Refresher = api
-	cfg.Store = client.NewMemoryStore(tok)
-	cfg.Now = rs.clock.Now
-	cfg.Jitter = -1
-	c, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // The answer to a refresh is lost after the server rotated: the client
 // presents the same token again inside the grace window, gets the same
@@ -239,32 +159,6 @@ func TestRealServerRevokedSession(t *testing.T) {
 	if !errors.Is(err, client.ErrInvalidGrant) || !errors.As(err, &re) || re.ErrorDescription == "" {
 		t.Errorf("reuse: %v", err)
 	}
-}
-
-// bounded is t.Context() with a deadline, so that a hung server fails the
-// test with a message instead of stalling it.
-func bounded(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// gateTransport holds requests to one path until the gate opens, after
-// they carry their token.
-type gateTransport struct {
-	path    string
-	held    chan struct{} // receives once per held request
-	gate    chan struct{}
-	base    http.RoundTripper
-	holding atomic.Bool
-}
-
-func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Path == g.path && g.holding.CompareAndSwap(true, false) {
-		g.held <- struct{}{}
-		<-g.gate
-	}
-	return g.base.RoundTrip(r)
 }
 
 // A request is in flight with the old token; meanwhile another refresh
