@@ -32,9 +32,10 @@ type Config struct {
 	// fleet of clients does not refresh in step. Zero means 0.25; negative
 	// means none.
 	Jitter float64
-	// ExpiryMargin is how long before Expiry a token counts as expired and
-	// requests wait for a new one instead of sending it. Zero means a tenth
-	// of the lifetime, at most 10s; negative means none.
+	// ExpiryMargin is how long before Expiry a token counts as stale:
+	// requests wait for a new one instead of sending it. Zero means the
+	// rule of docs/API.md, min(10s, lifetime/10), the lifetime being Expiry
+	// minus the moment the token was obtained; negative means none.
 	ExpiryMargin time.Duration
 
 	// RefreshTimeout bounds one refresh, retries included. Zero means 30s.

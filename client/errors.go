@@ -57,9 +57,12 @@ func (e *RetrieveError) Error() string {
 	return b.String()
 }
 
-// Is makes errors.Is(err, ErrInvalidGrant) true for an invalid_grant answer.
+// Is makes errors.Is(err, ErrInvalidGrant) true for a 4xx answer whose
+// error is "invalid_grant", whatever the status (the JSON API answers 401,
+// an RFC 6749 token endpoint 400). A 5xx that says invalid_grant is the
+// server failing, not a verdict on the token: it is retried.
 func (e *RetrieveError) Is(target error) bool {
-	return target == ErrInvalidGrant && e.ErrorCode == "invalid_grant"
+	return target == ErrInvalidGrant && e.ErrorCode == "invalid_grant" && e.StatusCode/100 == 4
 }
 
 // Temporary reports whether trying again later may succeed: 429 and 5xx.

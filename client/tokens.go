@@ -85,10 +85,13 @@ func (g Grant) tokens(sent time.Time, old string) Tokens {
 // A Refresher exchanges a refresh token for new tokens: one attempt, no
 // retries (the Client retries). It must be safe for concurrent use.
 //
-// Errors tell the Client what to do next: an error matching
-// [ErrInvalidGrant] ends the session; a [*RetrieveError] with a 429 or 5xx
-// status, or a [*NetworkError], is retried; anything else is returned to
-// the waiting requests as it is.
+// Errors tell the Client what to do next, by the rule for "the session is
+// over" in docs/API.md: an error matching [ErrInvalidGrant] (a 4xx answer
+// with error=invalid_grant) ends the session; a [*RetrieveError] with a 429
+// or 5xx status, or a [*NetworkError], is retried with backoff honouring
+// Retry-After (a request that was sent but got no answer, once at once);
+// anything else, any other 4xx among them, is returned to the waiting
+// requests as it is, and the tokens are kept.
 type Refresher interface {
 	Refresh(ctx context.Context, refreshToken string) (Grant, error)
 }
