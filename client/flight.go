@@ -101,7 +101,12 @@ func (c *Client) run(ctx context.Context, f *flight, from *state, trig Trigger) 
 		st, err = cur, cur.err
 	case res.outcome == OutcomeRefreshed || res.outcome == OutcomeAdopted:
 		st = c.newState(res.tok, from.gen+1, res.obtained)
-		st.flight = f.seq
+		if res.outcome == OutcomeRefreshed {
+			// Adopted tokens keep 0: another process obtained them, from
+			// a refresh that may have begun before whatever made the
+			// server refuse the token they replace.
+			st.flight = f.seq
+		}
 		c.cur.Store(st)
 		notify = true
 	case res.outcome == OutcomeReauthRequired:

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -223,5 +224,61 @@ func TestRealServerRefreshTokenOnly(t *testing.T) {
 	}
 	if s := c.Stats(); s.Refreshes != 1 {
 		t.Fatalf("stats %+v, want one refresh", s)
+	}
+}
+
+// Two processes share one token file. A request of process B is in flight
+// with the first token; meanwhile process A refreshes (its new token still
+// signed with the old key) and then the server drops that key. B's 401
+// makes it take A's token from the file, which is refused too: B cannot
+// tell when A's refresh began, so that refusal must earn a refresh at the
+// server, and B's caller sees a 200.
+func TestRealServerAdoptedTokenStaleToo(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute, Grace: 10 * time.Second})
+	ctx := bounded(t)
+	api := client.JSONAPI(rs.URL)
+	tok, err := api.Login(ctx, "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := client.NewFileStore(path).Save(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	newProc := func(base http.RoundTripper) *client.Client {
+		c, err := client.New(client.Config{Refresher: api, Store: client.NewFileStore(path), Base: base, Now: rs.clock.Now, Jitter: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	gt := &gateTransport{path: "/api/me", held: make(chan struct{}), gate: make(chan struct{}), base: http.DefaultTransport}
+	gt.holding.Store(true)
+	a, b := newProc(http.DefaultTransport), newProc(gt)
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, _, err := get(ctx, b, rs.URL+"/api/me")
+		done <- result{status, err}
+	}()
+	<-gt.held // B's request carries the first token and waits on the wire
+	if _, err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.RotateSigningKey(ctx, true); err != nil {
+		t.Fatal(err)
+	}
+	close(gt.gate)
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK {
+		t.Fatalf("process B across a key drop: %d %v, want 200 (B %+v, A %+v)", r.status, r.err, b.Stats(), a.Stats())
+	}
+	if s := b.Stats(); s.Adoptions != 1 || s.Refreshes != 1 || s.Replays != 2 || s.Reauths != 0 {
+		t.Errorf("B %+v; want the adoption, one refresh after the stale replay, 2 replays", s)
 	}
 }

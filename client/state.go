@@ -20,8 +20,10 @@ type state struct {
 	expireAt time.Time
 	// err is set when there are no tokens: what requests get.
 	err error
-	// flight is the sequence number of the refresh that produced this
-	// state; 0 for tokens from the Store or SetTokens.
+	// flight is the sequence number of the refresh that got this state
+	// from the server; 0 for tokens from the Store, SetTokens, or adopted
+	// from another Client sharing the Store, whose refresh may be older
+	// than a rejection this Client saw.
 	flight uint64
 }
 

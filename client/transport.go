@@ -59,8 +59,10 @@ func (c *Client) slow(ctx context.Context, st *state, now time.Time) (*state, er
 // is final if its token came from a refresh that started after the
 // rejection. But the token may come from a refresh that was already under
 // way, or done, when the 401 came back — minted, say, just before the
-// server dropped the signing key — and then it may be as stale as st: that
-// replay's 401 earns one more refresh and one last replay. So a request is
+// server dropped the signing key, or adopted from another process sharing
+// the Store, whose refresh may have begun before the rejection — and then
+// it may be as stale as st: that replay's 401 earns one more refresh and
+// one last replay. So a request is
 // sent at most three times and never loops, and an endpoint that refuses
 // every token costs one refresh per request.
 func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*http.Response, error) {
