@@ -34,7 +34,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"outcome"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "silentrefresh_login_total",
-			Help: "Password logins by outcome: success, invalid_credentials, rate_limited, error.",
+			Help: "Password logins by outcome: " + strings.Join(loginOutcomes, ", ") + ".",
 		}, []string{"outcome"}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "silentrefresh_logout_total",
@@ -55,7 +55,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch)} {
 		m.refreshes.WithLabelValues(o)
 	}
-	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
+	for _, o := range loginOutcomes {
 		m.logins.WithLabelValues(o)
 	}
 	for _, o := range bearer.Results {
