@@ -3,10 +3,12 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
@@ -73,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 		bearer: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricBearer,
-			Help: "Bearer token checks by result: valid, invalid, expired, session_ended.",
+			Help: "Bearer token checks by result: " + strings.Join(bearer.Results, ", ") + ".",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricRequestDuration,
@@ -92,7 +94,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
 		m.logins.WithLabelValues(o)
 	}
-	for _, o := range []string{"valid", "invalid", "expired", "session_ended"} {
+	for _, o := range bearer.Results {
 		m.bearer.WithLabelValues(o)
 	}
 	reg.MustRegister(m.refreshes, m.theft, m.logins, m.logouts, m.bearer, m.latency)

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
@@ -458,8 +459,8 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewServer(server.RequireBearer(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := server.ClaimsFrom(r.Context())
+	api := httptest.NewServer(bearer.Require(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := bearer.ClaimsFrom(r.Context())
 		io.WriteString(w, c.Subject)
 	})))
 	defer api.Close()
@@ -480,7 +481,10 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 func TestRotateSigningKeyDropOldInvalidatesAccessTokens(t *testing.T) {
 	e := newEnv(t)
 	access, rt := e.login()
-	if err := e.srv.RotateSigningKey(context.Background(), true); err != nil {
+	if _, err := e.srv.RotateSigningKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.ForceRetireSigningKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.get("/api/me", access); r.status != 401 {
