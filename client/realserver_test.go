@@ -11,9 +11,9 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
-	"github.com/silentrefresh/silentrefresh/store/storetest"
 	"github.com/silentrefresh/silentrefresh/user"
 )
 
@@ -23,7 +23,7 @@ import (
 type realServer struct {
 	*server.Server
 	URL   string
-	clock *storetest.Clock
+	clock *clock.Fake
 
 	refreshes atomic.Int64 // refresh requests that reached the proxy
 	drop      atomic.Int64 // answers still to lose
@@ -81,7 +81,7 @@ func newRealServer(t *testing.T, cfg server.Config) *realServer {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rs := &realServer{clock: storetest.NewClock(time.Now())}
+	rs := &realServer{clock: clock.NewFake(time.Now())}
 	if err := st.CreateUser(ctx, user.User{ID: "u-alice", Username: "alice", PasswordHash: hash, CreatedAt: rs.clock.Now()}); err != nil {
 		t.Fatal(err)
 	}
@@ -171,4 +171,14 @@ func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		<-g.gate
 	}
 	return g.base.RoundTrip(r)
+}
+
+// dropSigningKey rotates the signing key and retires the old one by force:
+// the access tokens it signed are refused from now on.
+func (rs *realServer) dropSigningKey(ctx context.Context) error {
+	if _, err := rs.RotateSigningKey(ctx); err != nil {
+		return err
+	}
+	_, err := rs.ForceRetireSigningKeys(ctx)
+	return err
 }

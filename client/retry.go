@@ -5,6 +5,8 @@ import (
 	"errors"
 	"math/rand/v2"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // retrying calls the Refresher until it succeeds, the error is permanent,
@@ -74,11 +76,7 @@ func (c *Client) retrying(ctx context.Context, refreshToken string) (Grant, time
 		}
 		if delay > 0 {
 			c.log.DebugContext(ctx, "retrying token refresh", "after", delay, "error", err)
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if clock.Sleep(ctx, delay) != nil {
 				return Grant{}, sent, attempt, err
 			}
 		}

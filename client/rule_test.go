@@ -161,7 +161,7 @@ func TestSessionOverRule(t *testing.T) {
 			case expired:
 				rs.clock.Advance(time.Minute)
 			case rejected:
-				if err := rs.RotateSigningKey(ctx, true); err != nil {
+				if err := rs.dropSigningKey(ctx); err != nil {
 					t.Fatal(err)
 				}
 			}

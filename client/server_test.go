@@ -52,7 +52,7 @@ func TestRealServerEarlyInvalidation(t *testing.T) {
 	conf := &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: rs.URL + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
 	theirs := conf.Client(t.Context(), &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry})
 
-	if err := rs.RotateSigningKey(t.Context(), true); err != nil {
+	if err := rs.dropSigningKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	run := func(get func() (int, error)) (failed int64) {
@@ -187,7 +187,7 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 	if _, err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.RotateSigningKey(ctx, true); err != nil {
+	if err := rs.dropSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	close(gt.gate)
@@ -270,7 +270,7 @@ func TestRealServerAdoptedTokenStaleToo(t *testing.T) {
 	if _, err := a.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.RotateSigningKey(ctx, true); err != nil {
+	if err := rs.dropSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	close(gt.gate)
