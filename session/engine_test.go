@@ -312,7 +312,7 @@ func TestLogoutAndRevokeAreIdempotent(t *testing.T) {
 // database does.
 type slowWriter struct {
 	session.Store
-	clock *storetest.Clock
+	clock *clock.Fake
 	wait  time.Duration
 }
 
