@@ -11,6 +11,11 @@
 // event is the fallback). When the session is over, every waiting request
 // rejects with ReauthRequiredError and onReauthRequired runs once.
 //
+// It speaks the seed's JSON API (bearer or cookie mode), or with the oauth2
+// option any RFC 6749 token endpoint; setTokens adopts a session begun
+// elsewhere. When a session is over and when a token is stale is one rule
+// for this client and the Go client: docs/API.md.
+//
 // No dependencies, no build step: import it as an ES module.
 
 const DEFAULT_PATHS = Object.freeze({
@@ -511,7 +516,7 @@ export function createClient(options = {}) {
       // Tokens this tab wrote before it heard of the end are dead: drop them.
       if (!shared || (s && s.accessToken === current.accessToken)) await clearStore();
       emit('peer', { type: 'ended', reason: msg.reason });
-      endSession(msg.reason || 'logout', false);
+      endSession(msg.reason || 'logout', false, typeof msg.description === 'string' ? msg.description : '');
     }
   }
 
@@ -544,7 +549,7 @@ export function createClient(options = {}) {
     loaded = true;
     if (wipe) {
       Promise.resolve(clearStore()).catch(() => {});
-      announce({ type: 'ended', reason });
+      announce({ type: 'ended', reason, description });
     }
     if (had || !notified) emit('reauth', { reason });
     if (!notified) {
