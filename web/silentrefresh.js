@@ -523,7 +523,9 @@ export function createClient(options = {}) {
   async function withLock(fn, opts = {}) {
     if (!crossTab || !locks || typeof locks.request !== 'function') return fn(true);
     if (opts.ifAvailable) return locks.request(lockName, { ifAvailable: true }, (lock) => fn(lock != null));
-    const signal = timeoutSignal(refreshTimeout * 2);
+    // Another tab's refresh may hold the lock for its whole budget (twice
+    // refreshTimeout) plus the one call begun just before that ran out.
+    const signal = timeoutSignal(refreshTimeout * 3 + 1000);
     try {
       return await locks.request(lockName, signal ? { signal } : {}, () => fn(true));
     } catch (e) {
@@ -806,8 +808,8 @@ export function createClient(options = {}) {
 
   /** Makes s the session of every tab: a login, or tokens from elsewhere. */
   async function begin(s, source) {
-    gen++;
     await withLock(async () => {
+      gen++; // under the lock: a refresh holding it finishes (and is overwritten) first
       await writeStore(s);
       adopt(s, source);
       notified = false;
