@@ -228,6 +228,12 @@ async function readBody(res) {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+// What a token and an auth scheme may be made of: visible ASCII (RFC 6750's
+// b64token and more), so that no reply can smuggle a space or a line break
+// into an Authorization header; and an RFC 9110 token.
+const TOKEN_CHARS = /^[\x21-\x7e]{1,16384}$/;
+const SCHEME_CHARS = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+
 // ---------------------------------------------------------------------------
 // Wire formats: how a refresh and a logout are asked for, and how a token
 // reply reads. Both produce a grant {accessToken, tokenType, expiresIn,
@@ -435,7 +441,8 @@ export function createClient(options = {}) {
 
   /** The state for a grant received now, or null if the grant is malformed. */
   function stateFromGrant(g) {
-    if (!g || typeof g.accessToken !== 'string' || !g.accessToken) return null;
+    if (!g || typeof g.accessToken !== 'string' || !TOKEN_CHARS.test(g.accessToken)) return null;
+    if (g.tokenType != null && (typeof g.tokenType !== 'string' || !SCHEME_CHARS.test(g.tokenType))) return null;
     const secs = (v) => (v == null || v === '' ? null : Number(v));
     const expiresIn = secs(g.expiresIn);
     const refreshExpiresIn = secs(g.refreshExpiresIn);

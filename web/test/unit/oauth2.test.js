@@ -67,6 +67,9 @@ describe('oauth2: the refresh_token grant', () => {
     { name: 'negative expires_in is refused', reply: { access_token: 'x5', expires_in: -1 }, malformed: true },
     { name: 'a number for refresh_token is refused', reply: { access_token: 'x6', expires_in: 30, refresh_token: 7 }, malformed: true },
     { name: 'camelCase (the JSON API) is not a token reply here', reply: { accessToken: 'x7', expiresIn: 30 }, malformed: true },
+    { name: 'a line break in the access token is refused', reply: { access_token: 'x8\r\nX-Evil: 1', expires_in: 30 }, malformed: true },
+    { name: 'a space in the access token is refused', reply: { access_token: 'x9 y', expires_in: 30 }, malformed: true },
+    { name: 'an access token of 20 KiB is refused', reply: { access_token: 'a'.repeat(20_480), expires_in: 30 }, malformed: true },
   ];
   for (const tc of REPLIES) {
     it(`reads a reply: ${tc.name}`, async (t) => {
@@ -133,6 +136,8 @@ describe('setTokens', () => {
     { name: 'expiresIn not a number', t: { accessToken: 'a', refreshToken: 'r', expiresIn: 'soon' } },
     { name: 'an empty refresh token', t: { accessToken: 'a', refreshToken: '', expiresIn: 60 } },
     { name: 'a refresh token that is not a string', t: { accessToken: 'a', refreshToken: 42, expiresIn: 60 } },
+    { name: 'a line break in the access token', t: { accessToken: 'a\nb', refreshToken: 'r', expiresIn: 60 } },
+    { name: 'a token type with a space', t: { accessToken: 'a', refreshToken: 'r', expiresIn: 60, tokenType: 'Bearer x' } },
     { name: 'a refresh token in cookie mode', t: { accessToken: 'a', refreshToken: 'r', expiresIn: 60 }, opts: { mode: 'cookie', oauth2: undefined } },
   ];
   for (const tc of BAD) {
