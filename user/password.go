@@ -17,6 +17,11 @@ import (
 // for a wrong password alike.
 var ErrInvalidCredentials = errors.New("user: invalid credentials")
 
+// ErrDisabled is returned by Authenticate for a disabled user whose
+// password was right. It wraps ErrInvalidCredentials, so that callers
+// answer it alike and the client learns nothing more.
+var ErrDisabled = fmt.Errorf("%w: account disabled", ErrInvalidCredentials)
+
 // Params are argon2id parameters. DefaultParams follow the OWASP password
 // storage recommendation (19 MiB, 2 passes, 1 lane).
 type Params struct {
@@ -99,7 +104,8 @@ var (
 
 // Authenticate looks up username and checks password. An unknown user and
 // a wrong password both return ErrInvalidCredentials, after the same
-// amount of hashing work, so the answer does not tell which it was.
+// amount of hashing work, so the answer does not tell which it was. A
+// disabled user with the right password returns ErrDisabled.
 func Authenticate(ctx context.Context, st Store, username, password string) (User, error) {
 	dummyOnce.Do(func() { dummyHash, _ = HashPassword("not a real password") })
 	u, err := st.UserByName(ctx, username)
@@ -116,6 +122,9 @@ func Authenticate(ctx context.Context, st Store, username, password string) (Use
 	}
 	if !ok {
 		return User{}, ErrInvalidCredentials
+	}
+	if u.Disabled() {
+		return User{}, ErrDisabled
 	}
 	return u, nil
 }

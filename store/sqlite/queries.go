@@ -67,7 +67,7 @@ const (
 		INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (username) DO NOTHING`
 
-	qUser = `SELECT id, username, password_hash, created_at FROM users WHERE username = ?`
+	qUser = `SELECT id, username, password_hash, created_at, disabled_at FROM users WHERE username = ?`
 )
 
 var writerQueries = []string{
