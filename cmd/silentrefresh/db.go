@@ -18,19 +18,26 @@ const defaultDSN = "sqlite:silentrefresh.db"
 //	sqlite:PATH, sqlite://PATH, file:PATH, or a path ending .db   embedded SQLite
 //	postgres://..., postgresql://...                            PostgreSQL
 func openStore(ctx context.Context, dsn string) (store.Store, error) {
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
+	if strings.HasPrefix(dsn, "postgres://") || strings.HasPrefix(dsn, "postgresql://") {
 		return postgres.Open(ctx, dsn)
-	case strings.HasPrefix(dsn, "sqlite://"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite://"))
-	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
-	case strings.HasPrefix(dsn, "file:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "file:"))
-	case strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://"):
-		return openSQLite(ctx, dsn)
+	}
+	if path, ok := sqlitePath(dsn); ok {
+		return openSQLite(ctx, path)
 	}
 	return nil, fmt.Errorf("--db %q: unknown database; use sqlite:PATH or postgres://USER@HOST/DB", redactDSN(dsn))
+}
+
+// sqlitePath is the file path of a SQLite DSN, and whether dsn is one.
+func sqlitePath(dsn string) (string, bool) {
+	for _, prefix := range []string{"sqlite://", "sqlite:", "file:"} {
+		if p, ok := strings.CutPrefix(dsn, prefix); ok {
+			return p, true
+		}
+	}
+	if strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://") {
+		return dsn, true
+	}
+	return "", false
 }
 
 func openSQLite(ctx context.Context, path string) (store.Store, error) {
