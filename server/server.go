@@ -46,6 +46,19 @@ type Config struct {
 	// 10 per second, per address.
 	LoginLimit LoginLimit
 
+	// MaxSessionsPerUser caps the live sessions of one user: a login past
+	// it revokes the user's least recently refreshed session. Zero means
+	// 100; a negative value means no cap.
+	MaxSessionsPerUser int
+
+	// AdminToken, when not empty, enables AdminHandler: the admin API and
+	// /metrics, for requests bearing this token, which must be at least
+	// MinAdminTokenLen bytes. /metrics then leaves the public handler.
+	AdminToken string
+	// PasswordParams hash the passwords set through the admin API; the
+	// zero value means user.DefaultParams.
+	PasswordParams user.Params
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -77,6 +90,8 @@ type Server struct {
 	byUser   *failureLimiter
 	byAddr   *failureLimiter
 	handler  http.Handler
+	// adminHandler serves the admin listener; nil without AdminToken.
+	adminHandler http.Handler
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -110,6 +125,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.LoginLimit.Burst < 1 || cfg.LoginLimit.Every <= 0 {
 		return nil, fmt.Errorf("server: login limit %+v must have a positive burst and interval", cfg.LoginLimit)
 	}
+	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("server: the admin token is %d bytes, want at least %d", len(cfg.AdminToken), MinAdminTokenLen)
+	}
 	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
 		return nil, fmt.Errorf("server: signing key: %w", err)
 	}
@@ -123,6 +141,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		SessionTTL: cfg.SessionTTL,
 		Grace:      cfg.Grace,
 		Now:        cfg.Now,
+
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -149,6 +169,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		byAddr:   newFailureLimiter(LoginLimit{Burst: cfg.LoginLimit.Burst * 10, Every: cfg.LoginLimit.Every / 60}, cfg.Now),
 	}
 	s.routes()
+	if cfg.AdminToken != "" {
+		s.adminHandler = s.adminRoutes()
+	}
 	return s, nil
 }
 
@@ -209,8 +232,9 @@ func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
 	return nil
 }
 
-// CollectExpired deletes sessions past their absolute expiry, once now and
-// then every interval until ctx ends.
+// CollectExpired deletes sessions past their absolute expiry and consumed
+// refresh tokens past their idle expiry, once now and then every interval
+// until ctx ends.
 func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -222,6 +246,7 @@ func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 		case n > 0:
 			s.log.Info("deleted expired sessions", "count", n)
 		}
+		s.collectSpentTokens(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -267,7 +292,10 @@ func (s *Server) routes() {
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
-	handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	if s.cfg.AdminToken == "" { // else it is on the admin listener
+		handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	}
+	s.userSessionRoutes(handle, bearer)
 	handle("GET", "/healthz", "healthz", http.HandlerFunc(s.handleHealth))
 	for _, p := range []string{"/api/", "/oauth2/", "/.well-known/"} {
 		mux.HandleFunc(p, s.handleNotFound)

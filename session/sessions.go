@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+
+	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // Sessions returns the live sessions of subject, most recently refreshed
@@ -30,4 +32,42 @@ func (e *Engine) RevokeSubject(ctx context.Context, subject, reason string) (int
 		return n, fmt.Errorf("session: revoke sessions: %w", err)
 	}
 	return n, nil
+}
+
+// LogoutEverywhere revokes every session of the user whose refresh token
+// is presented, and returns how many it revoked. The token must still be
+// good for a refresh (its family live, and the token not yet rotated or
+// inside the grace window); any other token is refused with a *GrantError
+// and revokes nothing, so that a stolen old token cannot end the owner's
+// other sessions.
+func (e *Engine) LogoutEverywhere(ctx context.Context, refreshToken string) (int64, error) {
+	if refreshToken == "" {
+		return 0, &GrantError{Reason: ReasonUnknown}
+	}
+	now := e.now()
+	var (
+		refusal Reason
+		fam     Family
+	)
+	err := e.store.Exchange(ctx, token.HashRefreshToken(refreshToken), func(c Chain) (Change, error) {
+		refusal, fam = "", c.Family
+		switch {
+		case c.Family.Revoked():
+			refusal = ReasonRevoked
+		case !now.Before(c.Token.ExpiresAt) || !now.Before(c.Family.ExpiresAt):
+			refusal = ReasonExpired
+		case c.Token.Consumed() && (e.cfg.Grace <= 0 || now.After(c.Token.ConsumedAt.Add(e.cfg.Grace))):
+			refusal = ReasonReused
+		}
+		return Change{}, nil
+	})
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, &GrantError{Reason: ReasonUnknown}
+	case err != nil:
+		return 0, fmt.Errorf("session: logout everywhere: %w", err)
+	case refusal != "":
+		return 0, &GrantError{Reason: refusal, SessionID: fam.ID}
+	}
+	return e.RevokeSubject(ctx, fam.Subject, "logout")
 }
