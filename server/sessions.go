@@ -8,15 +8,16 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/admin"
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // userSessionRoutes registers the endpoints through which a user sees and
 // ends their own sessions.
-func (s *Server) userSessionRoutes(handle func(method, path, route string, h http.Handler), bearer func(http.Handler) http.Handler) {
-	handle("GET", "/api/sessions", "sessions", bearer(http.HandlerFunc(s.handleListSessions)))
-	handle("DELETE", "/api/sessions/{id}", "session_delete", bearer(http.HandlerFunc(s.handleDeleteSession)))
+func (s *Server) userSessionRoutes(handle func(method, path, route string, h http.Handler), requireBearer func(http.Handler) http.Handler) {
+	handle("GET", "/api/sessions", "sessions", requireBearer(http.HandlerFunc(s.handleListSessions)))
+	handle("DELETE", "/api/sessions/{id}", "session_delete", requireBearer(http.HandlerFunc(s.handleDeleteSession)))
 }
 
 // sessionReply is one session in the answer of GET /api/sessions.
@@ -33,7 +34,7 @@ type sessionReply struct {
 }
 
 func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
-	c, _ := ClaimsFrom(r.Context())
+	c, _ := bearer.ClaimsFrom(r.Context())
 	infos, err := s.engine.Sessions(r.Context(), c.Subject)
 	if err != nil {
 		s.internalError(w, r, err)
@@ -56,7 +57,7 @@ func (s *Server) handleListSessions(w http.ResponseWriter, r *http.Request) {
 // handleDeleteSession ends one of the user's own sessions. A session of
 // someone else is answered exactly like one that does not exist.
 func (s *Server) handleDeleteSession(w http.ResponseWriter, r *http.Request) {
-	c, _ := ClaimsFrom(r.Context())
+	c, _ := bearer.ClaimsFrom(r.Context())
 	id := r.PathValue("id")
 	if err := admin.ValidSessionID(id); err != nil {
 		writeError(w, badRequest("invalid_request", "%s", "the path does not end in a session ID (22 characters of unpadded base64url)"))
@@ -140,20 +141,20 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request, body *
 		s.loggedOutEverywhere(w, n)
 		return
 	}
-	raw, err := ParseBearer(r.Header.Get("Authorization"))
+	raw, err := bearer.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
 		return
 	}
 	claims, err := s.verifier.Verify(r.Context(), raw)
-	if err == nil {
-		err = s.checkSession(r.Context(), claims.SessionID)
-	}
 	if err != nil {
-		if s.answerUnavailable(w, err) {
-			return
+		bearer.Refuse(w, err)
+		return
+	}
+	if err := s.CheckSession(r.Context(), claims.SessionID); err != nil {
+		if !s.answerUnavailable(w, err) {
+			bearer.Refuse(w, errors.Join(bearer.ErrSessionEnded, err))
 		}
-		unauthorized(w, errors.Join(errSessionEnded, err))
 		return
 	}
 	n, err := s.engine.RevokeSubject(r.Context(), claims.Subject, "logout")

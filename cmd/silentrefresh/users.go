@@ -206,3 +206,17 @@ func newTable(w io.Writer, header ...string) *table {
 func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
 
 func (t *table) flush() error { return t.tw.Flush() }
+
+// sqlitePath is the file path of a SQLite DSN (the forms store/dsn opens),
+// and whether dsn is one.
+func sqlitePath(dsn string) (string, bool) {
+	for _, prefix := range []string{"sqlite://", "sqlite:", "file:"} {
+		if p, ok := strings.CutPrefix(dsn, prefix); ok {
+			return p, true
+		}
+	}
+	if strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://") {
+		return dsn, true
+	}
+	return "", false
+}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -517,7 +518,7 @@ func storedAfterRotation(chain []session.RefreshToken, i int) session.RefreshTok
 func RowsPerSession(t testing.TB, st store.Store, sessions int, interval, total time.Duration) (rows []int) {
 	t.Helper()
 	ctx := context.Background()
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e, err := session.NewEngine(ctx, st, CountingMinter(), session.Config{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)
