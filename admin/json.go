@@ -4,6 +4,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )
 
@@ -84,4 +85,56 @@ type ResultJSON struct {
 	Changed bool `json:"changed"`
 	// RevokedSessions is how many sessions the change revoked.
 	RevokedSessions int64 `json:"revokedSessions"`
+}
+
+// KeyJSON is a signing key and its stage as the CLI's --json and the admin
+// API show it. It holds no secret.
+type KeyJSON struct {
+	ID        string    `json:"id"`
+	Algorithm string    `json:"alg"`
+	CreatedAt time.Time `json:"createdAt"`
+	// Stage is "signing" (the key that signs new tokens), "retired" (it
+	// still verifies the tokens it signed, until removableAt) or
+	// "removable" (no unexpired token can need it: retire deletes it).
+	Stage       string     `json:"stage"`
+	RetiredAt   *time.Time `json:"retiredAt,omitempty"`
+	RemovableAt *time.Time `json:"removableAt,omitempty"`
+}
+
+// The stages of KeyJSON.
+const (
+	StageSigning   = "signing"
+	StageRetired   = "retired"
+	StageRemovable = "removable"
+)
+
+// KeyView is the KeyJSON of k at now.
+func KeyView(k token.KeyInfo, now time.Time) KeyJSON {
+	v := KeyJSON{ID: k.ID, Algorithm: k.Algorithm, CreatedAt: k.CreatedAt.UTC()}
+	switch {
+	case k.Signing:
+		v.Stage = StageSigning
+	case k.Removable(now):
+		v.Stage = StageRemovable
+	default:
+		v.Stage = StageRetired
+	}
+	if !k.RetiredAt.IsZero() {
+		at := k.RetiredAt.UTC()
+		v.RetiredAt = &at
+	}
+	if !k.Signing && !k.RemovableAt.IsZero() {
+		at := k.RemovableAt.UTC()
+		v.RemovableAt = &at
+	}
+	return v
+}
+
+// KeyViews is the KeyJSON of each key, never nil.
+func KeyViews(keys []token.KeyInfo, now time.Time) []KeyJSON {
+	out := make([]KeyJSON, 0, len(keys))
+	for _, k := range keys {
+		out = append(out, KeyView(k, now))
+	}
+	return out
 }

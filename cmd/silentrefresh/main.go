@@ -3,6 +3,7 @@
 //	silentrefresh serve      run the server
 //	silentrefresh user       manage users: add, list, disable, enable, delete, passwd
 //	silentrefresh session    list and revoke the sessions of a user
+//	silentrefresh keys       list, rotate and retire the signing keys
 //	silentrefresh demo       the whole story in one command
 //	silentrefresh load       drive a running deployment
 //
@@ -36,6 +37,7 @@ func commands() []command {
 		{"serve", "run the server", runServe},
 		{"user", "manage users (add, list, disable, enable, delete, passwd)", runUser},
 		{"session", "list and revoke the sessions of a user (list, revoke)", runSession},
+		{"keys", "list, rotate and retire the signing keys", runKeys},
 		{"demo", "the whole story in one command", runDemo},
 		{"load", "drive a running deployment", runLoad},
 	}
