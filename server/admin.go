@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/silentrefresh/silentrefresh/admin"
+	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // MinAdminTokenLen is the least length of Config.AdminToken.
@@ -72,6 +73,9 @@ func (s *Server) adminRoutes() http.Handler {
 	route("/admin/users/{name}/password", "user_password", map[string]http.HandlerFunc{"POST": a.setPassword})
 	route("/admin/users/{name}/sessions", "user_sessions", map[string]http.HandlerFunc{"GET": a.userSessions, "DELETE": a.revokeUserSessions})
 	route("/admin/sessions/{id}", "session", map[string]http.HandlerFunc{"GET": a.getSession, "DELETE": a.revokeSession})
+	route("/admin/keys", "keys", map[string]http.HandlerFunc{"GET": a.listKeys})
+	route("/admin/keys/rotate", "keys_rotate", map[string]http.HandlerFunc{"POST": a.rotateKey})
+	route("/admin/keys/retire", "keys_retire", map[string]http.HandlerFunc{"POST": a.retireKeys})
 	mux.Handle("/metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", s.handleNotFound)
 	return s.logRequests(s.recoverPanics(a.authenticate(cleanPaths(mux, s.handleNotFound))))
@@ -348,4 +352,84 @@ func cleanPaths(next http.Handler, notFound http.HandlerFunc) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+func (a *adminAPI) listKeys(w http.ResponseWriter, r *http.Request) {
+	keys, err := token.Keys(r.Context(), a.s.store, a.s.KeyPolicy())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"keys": admin.KeyViews(keys, a.s.cfg.Now())})
+}
+
+func (a *adminAPI) rotateKey(w http.ResponseWriter, r *http.Request) {
+	if e := emptyBody(w, r); e != nil {
+		writeError(w, e)
+		return
+	}
+	rot, err := a.s.RotateSigningKey(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	now := a.s.cfg.Now()
+	writeJSON(w, http.StatusOK, map[string]any{"new": admin.KeyView(rot.New, now), "retired": admin.KeyViews(rot.Retired, now)})
+}
+
+// retireRequest is the body of POST /admin/keys/retire.
+type retireRequest struct {
+	// Force deletes retired keys at once, although tokens they signed
+	// have not expired: Keys, or every retired key.
+	Force bool     `json:"force"`
+	Keys  []string `json:"keys"`
+}
+
+// decodeRetire reads and checks the body of POST /admin/keys/retire: none,
+// {}, or {"force": true, "keys": [...]}.
+func decodeRetire(w http.ResponseWriter, r *http.Request) (retireRequest, *apiError) {
+	var req retireRequest
+	if r.ContentLength != 0 {
+		if e := decodeStrict(w, r, &req); e != nil {
+			return retireRequest{}, e
+		}
+	}
+	if len(req.Keys) > 0 && !req.Force {
+		return retireRequest{}, badRequest("invalid_request", `field "keys" needs "force": true; without it, retire deletes only the keys no token can need`)
+	}
+	for _, id := range req.Keys {
+		if id == "" || len(id) > 128 {
+			return retireRequest{}, badRequest("invalid_request", `field "keys" holds an empty or overlong key ID`)
+		}
+	}
+	return req, nil
+}
+
+func (a *adminAPI) retireKeys(w http.ResponseWriter, r *http.Request) {
+	req, e := decodeRetire(w, r)
+	if e != nil {
+		writeError(w, e)
+		return
+	}
+	var (
+		gone []token.KeyInfo
+		err  error
+	)
+	if req.Force {
+		gone, err = a.s.ForceRetireSigningKeys(r.Context(), req.Keys...)
+	} else {
+		gone, err = a.s.RetireSigningKeys(r.Context())
+	}
+	switch {
+	case errors.Is(err, token.ErrKeyNotFound):
+		writeError(w, &apiError{Status: http.StatusNotFound, Code: "not_found", Description: "no signing key with that ID"})
+		return
+	case errors.Is(err, token.ErrSigningKeyInUse):
+		writeError(w, &apiError{Status: http.StatusConflict, Code: "conflict", Description: "the key signs new tokens; rotate before retiring it"})
+		return
+	case err != nil:
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"retired": admin.KeyViews(gone, a.s.cfg.Now())})
 }

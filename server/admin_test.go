@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"bytes"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -255,6 +256,13 @@ func (e *adminEnv) adminState() string {
 		}
 		fmt.Fprintf(&b, "%s %s %s %v %d;", u.ID, u.Username, u.PasswordHash, u.DisabledAt, len(ss))
 	}
+	keys, err := e.store.SigningKeys(e.t.Context())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	for _, k := range keys {
+		fmt.Fprintf(&b, "key %s;", k.ID)
+	}
 	return b.String()
 }
 
@@ -304,6 +312,14 @@ func TestAdminBadInput(t *testing.T) {
 		{"GET", "/admin/sessions", ``, 404, "not_found"},
 		{"GET", "/admin/nothing", ``, 404, "not_found"},
 		{"POST", "/admin/users", strings.Repeat(" ", 2<<20), 413, "invalid_request"},
+		{"POST", "/admin/keys/rotate", `{"now":true}`, 400, "invalid_request"},
+		{"GET", "/admin/keys/rotate", ``, 405, "method_not_allowed"},
+		{"POST", "/admin/keys/retire", `{"keys":["x"]}`, 400, "invalid_request"},
+		{"POST", "/admin/keys/retire", `{"force":"yes"}`, 400, "invalid_request"},
+		{"POST", "/admin/keys/retire", `{"force":true,"keys":[""]}`, 400, "invalid_request"},
+		{"POST", "/admin/keys/retire", `{"force":true,"keys":["no-such-key"]}`, 404, "not_found"},
+		{"POST", "/admin/keys/retire", `{"force":true,"kees":[]}`, 400, "invalid_request"},
+		{"DELETE", "/admin/keys", ``, 405, "method_not_allowed"},
 	}
 	before := e.adminState()
 	for _, tc := range tests {
@@ -328,7 +344,7 @@ func FuzzAdminEndpoints(f *testing.F) {
 	routes := []struct{ method, path string }{
 		{"POST", "/admin/users"}, {"GET", "/admin/users/%s"}, {"POST", "/admin/users/%s/password"},
 		{"POST", "/admin/users/%s/enable"}, {"GET", "/admin/users/%s/sessions"}, {"GET", "/admin/sessions/%s"},
-		{"DELETE", "/admin/sessions/%s"},
+		{"DELETE", "/admin/sessions/%s"}, {"POST", "/admin/keys/retire"},
 	}
 	h := e.srv.AdminHandler()
 	f.Fuzz(func(t *testing.T, body, segment string, which uint8) {
@@ -360,4 +376,63 @@ func mustUnescape(p string) string {
 		return p
 	}
 	return u
+}
+
+func TestAdminKeys(t *testing.T) {
+	e := newAdminEnv(t)
+	access, _ := e.login()
+	r := e.adm("GET", "/admin/keys", "")
+	keys := r.body["keys"].([]any)
+	if r.status != 200 || len(keys) != 1 || keys[0].(map[string]any)["stage"] != "signing" {
+		t.Fatalf("keys: %d %s", r.status, r.raw)
+	}
+	first := keys[0].(map[string]any)["id"].(string)
+
+	r = e.adm("POST", "/admin/keys/rotate", "")
+	if r.status != 200 {
+		t.Fatalf("rotate: %d %s", r.status, r.raw)
+	}
+	next := r.body["new"].(map[string]any)
+	retired := r.body["retired"].([]any)
+	if next["stage"] != "signing" || next["id"] == first || len(retired) != 1 || retired[0].(map[string]any)["stage"] != "retired" {
+		t.Fatalf("rotate: %s", r.raw)
+	}
+	// This server signs with the new key at once; the old token verifies.
+	_, refresh := e.login()
+	r2 := e.refresh(refresh)
+	if kid := jwtKID(t, r2.body["accessToken"].(string)); kid != next["id"] {
+		t.Errorf("after rotate the server signs with %s, want %s", kid, next["id"])
+	}
+	if r := e.get("/api/me", access); r.status != 200 {
+		t.Errorf("a token of the retired key: %d", r.status)
+	}
+
+	// The signing key cannot be forced out; the retired one can.
+	expectError(t, e.adm("POST", "/admin/keys/retire", `{"force":true,"keys":["`+next["id"].(string)+`"]}`), 409, "conflict")
+	if r := e.adm("POST", "/admin/keys/retire", "{}"); r.status != 200 || len(r.body["retired"].([]any)) != 0 {
+		t.Errorf("retire right after rotate: %d %s", r.status, r.raw)
+	}
+	r = e.adm("POST", "/admin/keys/retire", `{"force":true}`)
+	if r.status != 200 || len(r.body["retired"].([]any)) != 1 || r.body["retired"].([]any)[0].(map[string]any)["id"] != first {
+		t.Fatalf("forced retire: %d %s", r.status, r.raw)
+	}
+	// The server's verifier forgot the key: its tokens are refused.
+	if r := e.get("/api/me", access); r.status != 401 {
+		t.Errorf("a token of the deleted key: %d, want 401", r.status)
+	}
+}
+
+// jwtKID is the kid of a JWT's header.
+func jwtKID(t *testing.T, jwt string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(jwt, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.Kid
 }
