@@ -347,3 +347,14 @@ func FuzzLogoutAll(f *testing.F) {
 		}
 	})
 }
+
+// TestDeleteSessionCORS: a page on an allowed origin may end a session of
+// its user: the preflight allows DELETE.
+func TestDeleteSessionCORS(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { c.AllowedOrigins = []string{"https://app.example"} })
+	r := e.do("OPTIONS", "/api/sessions/AAAAAAAAAAAAAAAAAAAAAA", "", nil,
+		"Origin", "https://app.example", "Access-Control-Request-Method", "DELETE", "Access-Control-Request-Headers", "authorization")
+	if r.status != 204 || !strings.Contains(r.header.Get("Access-Control-Allow-Methods"), "DELETE") {
+		t.Errorf("preflight for DELETE: %d %v", r.status, r.header)
+	}
+}
