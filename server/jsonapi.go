@@ -75,7 +75,7 @@ func (s *Server) login(r *http.Request, username, password, clientID string) (se
 	if err != nil {
 		return session.Grant{}, err
 	}
-	if err := s.afterLogin(r.Context(), u, g); err != nil {
+	if err := s.afterLogin(r.Context(), u.ID, g); err != nil {
 		return session.Grant{}, err
 	}
 	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)

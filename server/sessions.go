@@ -175,12 +175,14 @@ func (s *Server) loggedOutEverywhere(w http.ResponseWriter, n int64) {
 // deleting the user: the store serialises the two per user, so once the
 // session is stored, either the operator's change revoked it or this
 // look-up sees the change. In the second case the new session is revoked
-// and the login refused.
-func (s *Server) afterLogin(ctx context.Context, u user.User, g session.Grant) error {
+// and the login refused. subject must be a user of the store's user table
+// (a login checked against it); it also logs the sessions the login
+// evicted past the per-user cap.
+func (s *Server) afterLogin(ctx context.Context, subject string, g session.Grant) error {
 	if len(g.Evicted) > 0 {
-		s.log.Info("session cap: least recently used sessions revoked", "sub", u.ID, "sids", g.Evicted)
+		s.log.Info("session cap: least recently used sessions revoked", "sub", subject, "sids", g.Evicted)
 	}
-	now, err := s.store.UserByID(ctx, u.ID)
+	now, err := s.store.UserByID(ctx, subject)
 	if err == nil && !now.Disabled() {
 		return nil
 	}
