@@ -107,7 +107,7 @@ func (a *adminAPI) authenticate(next http.Handler) http.Handler {
 		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
 			a.auth.WithLabelValues("refused").Inc()
-			a.s.log.Warn("admin request refused: bad token", "method", r.Method, "path", r.URL.Path, "remote", clientAddr(r))
+			a.s.log.Warn("admin request refused: bad token", "method", r.Method, "path", r.URL.Path, "remote", a.s.clientAddr(r))
 			w.Header().Set("WWW-Authenticate", `Bearer realm="silentrefresh admin", error="invalid_token"`)
 			writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "unauthorized",
 				Description: "the admin credentials are not valid"})
