@@ -32,6 +32,12 @@ const (
 		ORDER BY t.issued_at DESC, f.created_at DESC, f.id DESC
 		LIMIT -1 OFFSET ?`
 
+	// qCountLive counts the families of a subject that may be live (not
+	// revoked, before their absolute expiry) from the index alone: an
+	// upper bound of the live ones, which spares the cap the full query
+	// while a user is well under it.
+	qCountLive = `SELECT count(*) FROM families WHERE subject = ? AND revoked_at IS NULL AND expires_at > ?`
+
 	qRevokeLive = `UPDATE families SET revoked_at = ?, revoke_reason = ? WHERE id = ? AND revoked_at IS NULL`
 
 	qRevokeSubject = `UPDATE families SET revoked_at = ?, revoke_reason = ? WHERE subject = ? AND revoked_at IS NULL`
@@ -175,8 +181,14 @@ func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first 
 		return nil, wrap("create family: first token", err)
 	}
 	var victims []string
+	now := f.CreatedAt.UnixMicro()
+	var n int
 	if max > 0 {
-		now := f.CreatedAt.UnixMicro()
+		if err := s.ws.queryRow(ctx, tx, qCountLive, f.Subject, now).Scan(&n); err != nil {
+			return nil, wrap("create family: count sessions", err)
+		}
+	}
+	if max > 0 && n > max {
 		infos, err := s.liveSessions(ctx, tx, f.Subject, now, f.ID, max-1)
 		if err != nil {
 			return nil, wrap("create family: sessions over the cap", err)

@@ -73,6 +73,9 @@ const (
 var writerQueries = []string{
 	qInsertFamily, qInsertToken, qChain, qConsume, qRevoke, qSecret, qInsertSecret,
 	qDeleteExpired, qInsertKey, qDeleteKey, qInsertUser,
+	qLiveSessions, qCountLive, qRevokeLive, qRevokeSubject, qDeleteSpent, // accounts.go
 }
 
-var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser}
+var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser,
+	qLiveSessions, qUserByID, qUsers, // accounts.go
+}

@@ -5,7 +5,9 @@
 -- +goose Up
 ALTER TABLE users ADD COLUMN disabled_at INTEGER;
 
-CREATE INDEX families_subject ON families (subject);
+-- Only live families are looked up by subject: revoked ones stay until their
+-- absolute expiry, and a user past the session cap leaves one per login.
+CREATE INDEX families_subject ON families (subject) WHERE revoked_at IS NULL;
 
 -- Only consumed tokens are swept, so only they are indexed: the index costs
 -- one entry per rotation, written when the token is consumed.
