@@ -124,6 +124,8 @@ type server struct {
 	addr string // host:port, kept across restarts
 	url  string
 	log  string // file with the process's stderr
+	// adminURL is the admin listener's, with --admin-addr.
+	adminURL string
 
 	mu  sync.Mutex // guards cmd
 	cmd *exec.Cmd
@@ -189,10 +191,13 @@ func (s *server) start() error {
 	s.cmd = cmd
 	s.mu.Unlock()
 	listening := make(chan string, 1)
+	var adminURL string // written before listening is sent
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			if u, ok := strings.CutPrefix(sc.Text(), "admin listening on "); ok {
+				adminURL = strings.TrimSpace(u)
+			} else if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
 				listening <- u
 			}
 		}
@@ -206,6 +211,7 @@ func (s *server) start() error {
 		}
 		s.url = strings.TrimSpace(u)
 		s.addr = strings.TrimPrefix(s.url, "http://")
+		s.adminURL = adminURL
 		return nil
 	case <-time.After(60 * time.Second):
 		s.kill()
