@@ -26,24 +26,19 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 	if err := checkToken(first); err != nil {
 		return fmt.Errorf("sqlite: create family: %w", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap("create family: begin", err)
-	}
-	defer tx.Rollback()
-	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
-		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-		micros(f.RevokedAt), f.RevokeReason,
-	); err != nil {
-		return wrap("create family", err)
-	}
-	if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
-		return wrap("create family: first token", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return wrap("create family: commit", err)
-	}
-	return nil
+	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *sql.Tx) (error, error) {
+		if _, err := s.ws.exec(ctx, tx, qInsertFamily,
+			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
+			micros(f.RevokedAt), f.RevokeReason,
+		); err != nil {
+			return nil, wrap("create family", err)
+		}
+		if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
+			return nil, wrap("create family: first token", err)
+		}
+		return nil, nil
+	})
+	return err
 }
 
 // checkToken rejects a token that cannot be stored.
@@ -72,17 +67,25 @@ func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t 
 }
 
 // Exchange reads the chain of the token whose hash is given, calls decide
-// and applies its Change, in one IMMEDIATE transaction: it holds the
-// database's write lock from the first read to the commit, so no other
-// Exchange or revocation, in this process or another, runs in between.
-// decide is called at most once, and must not call the Store.
+// and applies its Change, inside the write transaction of a batch (see
+// batch.go): the transaction holds the database's write lock from its
+// first read to its commit, so no other Exchange or revocation, in this
+// process or another, runs in between, and the requests before it in the
+// batch are already applied. It returns once the batch's commit is on disk.
+// decide is called at most once, on the store's committing goroutine, and
+// must not call the Store.
 func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap("exchange: begin", err)
+	decideErr, err := s.write(ctx, "exchange", func(ctx context.Context, tx *sql.Tx) (error, error) {
+		return s.exchange(ctx, tx, tokenHash, decide)
+	})
+	if decideErr != nil {
+		return decideErr
 	}
-	defer tx.Rollback()
+	return err
+}
 
+// exchange is one Exchange inside the batch's transaction.
+func (s *Store) exchange(ctx context.Context, tx *sql.Tx, tokenHash []byte, decide func(session.Chain) (session.Change, error)) (decideErr, err error) {
 	var (
 		c                              session.Chain
 		tIssued, tExp, tConsumed       sql.NullInt64
@@ -97,10 +100,10 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
+		return nil, fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
 	}
 	if err != nil {
-		return wrap("exchange: read", err)
+		return nil, wrap("exchange: read", err)
 	}
 	c.Token.Hash = append([]byte(nil), tokenHash...)
 	c.Token.IssuedAt, c.Token.ExpiresAt = fromMicros(tIssued), fromMicros(tExp)
@@ -122,30 +125,24 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 
 	ch, err := decide(c)
 	if err != nil {
-		return err
-	}
-	if ch.Consume == nil && !ch.Revoke {
-		return nil // nothing to write; the deferred rollback ends the transaction
+		return err, nil
 	}
 	if ch.Consume != nil {
 		if err := s.consume(ctx, tx, c, ch); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if ch.Revoke {
 		if ch.RevokeAt.IsZero() {
-			return errors.New("sqlite: exchange: revoke with zero RevokeAt")
+			return nil, errors.New("sqlite: exchange: revoke with zero RevokeAt")
 		}
 		if _, err := s.ws.exec(ctx, tx, qRevoke,
 			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
 		); err != nil {
-			return wrap("exchange: revoke", err)
+			return nil, wrap("exchange: revoke", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return wrap("exchange: commit", err)
-	}
-	return nil
+	return nil, nil
 }
 
 // consume applies the Consume half of a Change inside an Exchange.
@@ -197,20 +194,21 @@ func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reaso
 	if at.IsZero() {
 		return errors.New("sqlite: revoke family: zero time")
 	}
-	res, err := s.ws.exec(ctx, nil, qRevoke,
-		reason, micros(at), id,
-	)
-	if err != nil {
-		return wrap("revoke family", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrap("revoke family", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: revoke family: %w", session.ErrNotFound)
-	}
-	return nil
+	_, err := s.write(ctx, "revoke family", func(ctx context.Context, tx *sql.Tx) (error, error) {
+		res, err := s.ws.exec(ctx, tx, qRevoke, reason, micros(at), id)
+		if err != nil {
+			return nil, wrap("revoke family", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, wrap("revoke family", err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("sqlite: revoke family: %w", session.ErrNotFound)
+		}
+		return nil, nil
+	})
+	return err
 }
 
 // FamilyTokens returns every refresh token of the family, ordered by
