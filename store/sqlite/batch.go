@@ -39,7 +39,7 @@ type writeReq struct {
 	// op runs the request inside the batch's transaction. decideErr is an
 	// error to hand back unchanged (from a decide function); err is
 	// already wrapped. Either rolls the request back to its savepoint.
-	op   func(ctx context.Context, tx *sql.Tx) (decideErr, err error)
+	op   func(ctx context.Context, tx *batchTx) (decideErr, err error)
 	what string // the operation, for error messages
 	done chan writeRes
 }
@@ -98,7 +98,7 @@ func closedErr(what string) error {
 }
 
 // write queues op and waits for the commit of the batch that ran it.
-func (s *Store) write(ctx context.Context, what string, op func(ctx context.Context, tx *sql.Tx) (error, error)) (decideErr, err error) {
+func (s *Store) write(ctx context.Context, what string, op func(ctx context.Context, tx *batchTx) (error, error)) (decideErr, err error) {
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", what, context.Cause(ctx))
 	}
@@ -179,14 +179,15 @@ func (s *Store) runBatch(batch []*writeReq) {
 	// interrupt the statements of the others.
 	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
 	defer cancel()
-	tx, err := s.w.BeginTx(ctx, nil)
+	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		for _, r := range live {
 			r.finish(writeRes{err: wrap(r.what+": begin", err)})
 		}
 		return
 	}
-	defer tx.Rollback()
+	defer sqlTx.Rollback()
+	tx := &batchTx{tx: sqlTx, ws: s.ws, m: make(map[string]*sql.Stmt, 8)}
 
 	results := make([]writeRes, len(live))
 	ok := make([]bool, len(live)) // results[i] is final and waits for the commit
@@ -208,7 +209,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 		}
 		results[i], ok[i] = res, true
 	}
-	if err := tx.Commit(); err != nil {
+	if err := sqlTx.Commit(); err != nil {
 		for i, r := range live {
 			if ok[i] {
 				r.finish(writeRes{err: wrap(r.what+": commit", err)})
@@ -223,27 +224,88 @@ func (s *Store) runBatch(batch []*writeReq) {
 	}
 }
 
-// runOne runs one request inside its own savepoint. broken is non-nil if
-// the savepoint could not be set or rolled back, which means the whole
-// transaction is lost.
-func (s *Store) runOne(ctx context.Context, tx *sql.Tx, r *writeReq) (res writeRes, broken error) {
+// runOne runs one request inside its own savepoint, which is opened just
+// before its first write (a request that only reads needs none). broken is
+// non-nil if the savepoint could not be set or rolled back, which means the
+// whole transaction is lost.
+func (s *Store) runOne(ctx context.Context, tx *batchTx, r *writeReq) (res writeRes, broken error) {
 	if err := r.ctx.Err(); err != nil {
 		return writeRes{err: fmt.Errorf("sqlite: %s: %w", r.what, context.Cause(r.ctx))}, nil
 	}
-	if _, err := s.ws.exec(ctx, tx, qSavepoint); err != nil {
-		return writeRes{}, err
-	}
+	tx.sp, tx.spErr = false, nil
 	res.decideErr, res.err = r.op(ctx, tx)
+	if tx.spErr != nil {
+		return writeRes{}, tx.spErr
+	}
+	if !tx.sp {
+		if res.decideErr == nil && res.err == nil && r.ctx.Err() != nil {
+			res.err = fmt.Errorf("sqlite: %s: %w", r.what, context.Cause(r.ctx))
+		}
+		return res, nil // nothing written
+	}
 	if res.decideErr == nil && res.err == nil && r.ctx.Err() != nil {
 		res.err = fmt.Errorf("sqlite: %s: %w", r.what, context.Cause(r.ctx))
 	}
 	if res.decideErr != nil || res.err != nil {
-		if _, err := s.ws.exec(ctx, tx, qRollbackTo); err != nil {
+		if _, err := tx.run(ctx, qRollbackTo); err != nil {
 			return writeRes{}, errors.Join(res.err, err)
 		}
 	}
-	if _, err := s.ws.exec(ctx, tx, qRelease); err != nil {
+	if _, err := tx.run(ctx, qRelease); err != nil {
 		return writeRes{}, err
 	}
 	return res, nil
+}
+
+// batchTx is the transaction of one batch, as the requests see it.
+type batchTx struct {
+	tx *sql.Tx
+	ws *stmts
+	m  map[string]*sql.Stmt // the transaction's copies of ws's statements, made on first use
+	// sp says whether the current request's savepoint is open; spErr is
+	// the error of opening it.
+	sp    bool
+	spErr error
+}
+
+// stmt returns the transaction's copy of the prepared statement of q.
+func (b *batchTx) stmt(ctx context.Context, q string) (*sql.Stmt, error) {
+	if st, ok := b.m[q]; ok {
+		return st, nil
+	}
+	st, err := b.ws.prepare(ctx, b.tx, q)
+	if err != nil {
+		return nil, err
+	}
+	b.m[q] = st
+	return st, nil
+}
+
+func (b *batchTx) run(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	st, err := b.stmt(ctx, q)
+	if err != nil {
+		return nil, err
+	}
+	return st.ExecContext(ctx, args...)
+}
+
+// exec runs a statement that writes, opening the request's savepoint first.
+func (b *batchTx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if !b.sp {
+		if _, err := b.run(ctx, qSavepoint); err != nil {
+			b.spErr = err
+			return nil, err
+		}
+		b.sp = true
+	}
+	return b.run(ctx, q, args...)
+}
+
+// queryRow runs a statement that only reads, for one row.
+func (b *batchTx) queryRow(ctx context.Context, q string, args ...any) row {
+	st, err := b.stmt(ctx, q)
+	if err != nil {
+		return row{err: err}
+	}
+	return row{r: st.QueryRowContext(ctx, args...)}
 }

@@ -26,8 +26,8 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 	if err := checkToken(first); err != nil {
 		return fmt.Errorf("sqlite: create family: %w", err)
 	}
-	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *sql.Tx) (error, error) {
-		if _, err := s.ws.exec(ctx, tx, qInsertFamily,
+	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *batchTx) (error, error) {
+		if _, err := tx.exec(ctx, qInsertFamily,
 			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
 			micros(f.RevokedAt), f.RevokeReason,
 		); err != nil {
@@ -54,12 +54,12 @@ func checkToken(t session.RefreshToken) error {
 	return nil
 }
 
-func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t session.RefreshToken) error {
+func (s *Store) insertToken(ctx context.Context, tx *batchTx, familyID string, t session.RefreshToken) error {
 	var succ any
 	if t.SuccessorHash != nil {
 		succ = t.SuccessorHash
 	}
-	_, err := s.ws.exec(ctx, tx, qInsertToken,
+	_, err := tx.exec(ctx, qInsertToken,
 		t.Hash, familyID, t.Generation, micros(t.IssuedAt), micros(t.ExpiresAt),
 		micros(t.ConsumedAt), succ,
 	)
@@ -75,7 +75,7 @@ func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t 
 // decide is called at most once, on the store's committing goroutine, and
 // must not call the Store.
 func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
-	decideErr, err := s.write(ctx, "exchange", func(ctx context.Context, tx *sql.Tx) (error, error) {
+	decideErr, err := s.write(ctx, "exchange", func(ctx context.Context, tx *batchTx) (error, error) {
 		return s.exchange(ctx, tx, tokenHash, decide)
 	})
 	if decideErr != nil {
@@ -85,7 +85,7 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 }
 
 // exchange is one Exchange inside the batch's transaction.
-func (s *Store) exchange(ctx context.Context, tx *sql.Tx, tokenHash []byte, decide func(session.Chain) (session.Change, error)) (decideErr, err error) {
+func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, decide func(session.Chain) (session.Change, error)) (decideErr, err error) {
 	var (
 		c                              session.Chain
 		tIssued, tExp, tConsumed       sql.NullInt64
@@ -94,7 +94,7 @@ func (s *Store) exchange(ctx context.Context, tx *sql.Tx, tokenHash []byte, deci
 		sGen, sIssued, sExp, sConsumed sql.NullInt64
 		tSucc                          []byte
 	)
-	err = s.ws.queryRow(ctx, tx, qChain, tokenHash).Scan(
+	err = tx.queryRow(ctx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
 		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
@@ -136,7 +136,7 @@ func (s *Store) exchange(ctx context.Context, tx *sql.Tx, tokenHash []byte, deci
 		if ch.RevokeAt.IsZero() {
 			return nil, errors.New("sqlite: exchange: revoke with zero RevokeAt")
 		}
-		if _, err := s.ws.exec(ctx, tx, qRevoke,
+		if _, err := tx.exec(ctx, qRevoke,
 			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
 		); err != nil {
 			return nil, wrap("exchange: revoke", err)
@@ -146,7 +146,7 @@ func (s *Store) exchange(ctx context.Context, tx *sql.Tx, tokenHash []byte, deci
 }
 
 // consume applies the Consume half of a Change inside an Exchange.
-func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch session.Change) error {
+func (s *Store) consume(ctx context.Context, tx *batchTx, c session.Chain, ch session.Change) error {
 	next := *ch.Consume
 	if ch.ConsumedAt.IsZero() {
 		return errors.New("sqlite: exchange: consume with zero ConsumedAt")
@@ -154,7 +154,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 	if err := checkToken(next); err != nil {
 		return fmt.Errorf("sqlite: exchange: successor: %w", err)
 	}
-	res, err := s.ws.exec(ctx, tx, qConsume,
+	res, err := tx.exec(ctx, qConsume,
 		micros(ch.ConsumedAt), next.Hash, c.Token.Hash,
 	)
 	if err != nil {
@@ -194,8 +194,8 @@ func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reaso
 	if at.IsZero() {
 		return errors.New("sqlite: revoke family: zero time")
 	}
-	_, err := s.write(ctx, "revoke family", func(ctx context.Context, tx *sql.Tx) (error, error) {
-		res, err := s.ws.exec(ctx, tx, qRevoke, reason, micros(at), id)
+	_, err := s.write(ctx, "revoke family", func(ctx context.Context, tx *batchTx) (error, error) {
+		res, err := tx.exec(ctx, qRevoke, reason, micros(at), id)
 		if err != nil {
 			return nil, wrap("revoke family", err)
 		}
