@@ -9,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -24,6 +26,7 @@ type serveFlags struct {
 	sessionTTL, grace          time.Duration
 	allowedOrigins             stringList
 	shutdownTimeout            time.Duration
+	cpuProfile                 string
 }
 
 // stringList is a repeatable string flag.
@@ -54,6 +57,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
 		fs.PrintDefaults()
@@ -75,6 +79,17 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return fmt.Errorf("serve: --log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
