@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"sync"
-	"time"
 
 	"github.com/silentrefresh/silentrefresh/store"
 )
@@ -157,10 +156,6 @@ func (s *Store) commitLoop() {
 	}
 }
 
-// batchTimeout bounds one batch: the wait for the write lock (which
-// another process may hold, up to BusyTimeout) plus the work.
-const batchTimeout = BusyTimeout + 5*time.Second
-
 // runBatch runs the requests in one transaction and answers each after the
 // commit.
 func (s *Store) runBatch(batch []*writeReq) {
@@ -175,10 +170,14 @@ func (s *Store) runBatch(batch []*writeReq) {
 	if len(live) == 0 {
 		return
 	}
-	// The batch runs under its own context: one caller giving up must not
-	// interrupt the statements of the others.
-	ctx, cancel := context.WithTimeout(context.Background(), batchTimeout)
-	defer cancel()
+	// The batch runs under a context of its own, which nothing cancels:
+	// one caller giving up must not interrupt the statements of the
+	// others. Its waits are bounded all the same: BEGIN IMMEDIATE waits
+	// for another process's write lock for at most BusyTimeout, and
+	// nothing after it waits for a lock. (A context that can be done
+	// would also cost a goroutine and a progress handler per statement
+	// in the driver.)
+	ctx := context.Background()
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
 		for _, r := range live {

@@ -174,9 +174,16 @@ func (s *Store) consume(ctx context.Context, tx *batchTx, c session.Chain, ch se
 // Family returns the family with the given ID, or an error wrapping
 // session.ErrNotFound.
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	if err := ctx.Err(); err != nil {
+		return session.Family{}, fmt.Errorf("sqlite: family: %w", context.Cause(ctx))
+	}
 	f := session.Family{ID: id}
 	var created, exp, revoked sql.NullInt64
-	err := s.rs.queryRow(ctx, nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	// The lookup is one primary-key read on a read-only connection, which
+	// in WAL mode waits for no lock: it runs without the caller's
+	// cancellation, which would cost the driver a goroutine and a
+	// progress handler per call (this is the per-request session check).
+	err := s.rs.queryRow(context.WithoutCancel(ctx), nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
 	}
