@@ -4,8 +4,10 @@
 # in-memory store, not durable) against silentrefresh on SQLite and on
 # PostgreSQL (both durable: synchronous=FULL, fsync on), then bearer-checked
 # requests against the HTTP floor of the same server. It prints one table
-# with ratios (medians over ROUNDS rounds, the backends interleaved in each
-# round so that all see the same machine load).
+# with ratios (medians over ROUNDS rounds of the ratio within each round,
+# the backends one after the other in each round so that they see about
+# the same machine load), the CPU time each server spends per refresh and
+# its peak RSS.
 #
 #   bench/peers.sh                     3 rounds of 8 s per backend
 #   ROUNDS=5 DURATION=10s bench/peers.sh
@@ -88,12 +90,34 @@ declare -A URL=(
 	[postgres]=http://127.0.0.1:18081/oauth2/token
 )
 rate() { sed -nE 's/.*rate=([0-9]+)\/s.*/\1/p' "$1" | tail -1; }
-median() { sort -n | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else printf "%.0f\n", (a[NR/2]+a[NR/2+1])/2}'; }
+count() { sed -nE 's/.*refreshes=([0-9]+) .*/\1/p' "$1" | tail -1; }
+median() { sort -g | awk '{a[NR]=$1} END {if (NR%2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'; }
 
+# cputicks NAME: CPU time (clock ticks) used so far by the server NAME, for
+# PostgreSQL by its postmaster and every backend.
+TCK=$(getconf CLK_TCK)
+PGMASTER=$(head -1 "$SILENTREFRESH_PG_DIR/data/postmaster.pid")
+cputicks() {
+	local pids
+	pids=$(cat "$TMP/$1.pid")
+	if [ "$1" = postgres ]; then pids="$pids $PGMASTER $(pgrep -P "$PGMASTER" | tr '\n' ' ')"; fi
+	for p in $pids; do awk '{print $14 + $15}' "/proc/$p/stat" 2>/dev/null || true; done | awk '{s += $1} END {print s + 0}'
+}
+
+# Each round runs every backend twice: once with a 1 ms clock (the
+# same-token check and the logins alone, whose password hashing is not a
+# refresh) and once for DURATION; the CPU of the first is taken off the
+# second to give the CPU per refresh.
 for r in $(seq "$ROUNDS"); do
 	for b in fosite sqlite postgres; do
+		c0=$(cputicks "$b")
+		"$TMP/refreshbench" -url "${URL[$b]}" -d 1ms -workers "$WORKERS" >/dev/null
+		c1=$(cputicks "$b")
 		"$TMP/refreshbench" -url "${URL[$b]}" -d "$DURATION" -workers "$WORKERS" >"$TMP/refresh-$b-$r.txt"
-		echo "round $r $b: $(grep -h . "$TMP/refresh-$b-$r.txt" | tr '\n' ' ')" >&2
+		c2=$(cputicks "$b")
+		awk -v a="$((c1 - c0))" -v b="$((c2 - c1))" -v n="$(count "$TMP/refresh-$b-$r.txt")" -v t="$TCK" \
+			'BEGIN {printf "%.0f\n", (b - a) / t / n * 1e6}' >"$TMP/cpu-$b-$r.txt"
+		echo "round $r $b: $(grep -h . "$TMP/refresh-$b-$r.txt" | tr '\n' ' ') cpu/refresh=$(cat "$TMP/cpu-$b-$r.txt")us" >&2
 	done
 done
 RSS_SQLITE=$(hwm sqlite)
@@ -107,23 +131,31 @@ for r in $(seq "$ROUNDS"); do
 done
 
 med() { for r in $(seq "$ROUNDS"); do rate "$TMP/$1-$r.txt"; done | median; }
+medcpu() { for r in $(seq "$ROUNDS"); do cat "$TMP/cpu-$1-$r.txt"; done | median; }
+# medratio A B: the median over rounds of A's rate over B's in that round.
+medratio() {
+	for r in $(seq "$ROUNDS"); do
+		awk -v a="$(rate "$TMP/$1-$r.txt")" -v b="$(rate "$TMP/$2-$r.txt")" 'BEGIN {print a / b}'
+	done | median | awk '{printf "%.2f×", $1}'
+}
 F=$(med refresh-fosite)
 S=$(med refresh-sqlite)
 P=$(med refresh-postgres)
 H=$(med bearer-healthz)
 B=$(med bearer-api_heartbeat)
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f×", a/b}'; }
 
 echo
 echo "$(date -u +%F), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds of $DURATION, $WORKERS workers, medians"
 echo
-echo "| refresh, $WORKERS sessions | refreshes/s | vs fosite in memory | server peak RSS |"
-echo "|---|---:|---:|---:|"
-echo "| ory/fosite, in-memory store, HMAC tokens (not durable) | $F | 1.00× | $(hwm fosite) MiB |"
-echo "| silentrefresh on SQLite (synchronous=FULL, group commit) | $S | $(ratio "$S" "$F") | $RSS_SQLITE MiB |"
-echo "| silentrefresh on PostgreSQL (fsync on, batched commits) | $P | $(ratio "$P" "$F") | $RSS_PG MiB |"
+echo "| refresh, $WORKERS sessions | refreshes/s | vs fosite in memory | server CPU per refresh | server peak RSS |"
+echo "|---|---:|---:|---:|---:|"
+echo "| ory/fosite, in-memory store, HMAC tokens (not durable) | $F | 1.00× | $(medcpu fosite) µs | $(hwm fosite) MiB |"
+echo "| silentrefresh on SQLite (synchronous=FULL, group commit) | $S | $(medratio refresh-sqlite refresh-fosite) | $(medcpu sqlite) µs | $RSS_SQLITE MiB |"
+echo "| silentrefresh on PostgreSQL (fsync on, batched commits) | $P | $(medratio refresh-postgres refresh-fosite) | $(medcpu postgres) µs (server + PostgreSQL) | $RSS_PG MiB |"
 echo
 echo "| bearer-checked request, $WORKERS workers, SQLite | requests/s | vs /healthz |"
 echo "|---|---:|---:|"
 echo "| \`GET /healthz\` (the HTTP floor of the same server) | $H | 1.00× |"
-echo "| \`GET /api/heartbeat\` (signature, claims, session check) | $B | $(ratio "$B" "$H") |"
+echo "| \`GET /api/heartbeat\` (signature, claims, session check) | $B | $(medratio bearer-api_heartbeat bearer-healthz) |"
+echo
+echo "Ratios are medians of the per-round ratios (each round runs the backends one after the other)."
