@@ -63,6 +63,10 @@ waitport() { # waitport HOST:PORT
 start() {
 	local name=$1 addr=$2
 	shift 2
+	if (exec 3<>"/dev/tcp/${addr%:*}/${addr#*:}") 2>/dev/null; then
+		echo "peers.sh: $addr is taken by another process" >&2
+		return 1
+	fi
 	"$@" >"$TMP/$name.log" 2>&1 &
 	local pid=$!
 	PIDS+=("$pid")
