@@ -172,10 +172,15 @@ func (s *Store) consume(ctx context.Context, tx *batchTx, c session.Chain, ch se
 }
 
 // Family returns the family with the given ID, or an error wrapping
-// session.ErrNotFound.
+// session.ErrNotFound. While no connection of any process has committed
+// since it last read the family, it answers from memory (familycache.go).
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	if err := ctx.Err(); err != nil {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", context.Cause(ctx))
+	}
+	cached, hit, state, cacheable := s.families.get(id)
+	if hit {
+		return cached, nil
 	}
 	f := session.Family{ID: id}
 	var created, exp, revoked sql.NullInt64
@@ -191,6 +196,9 @@ func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 		return session.Family{}, wrap("family", err)
 	}
 	f.CreatedAt, f.ExpiresAt, f.RevokedAt = fromMicros(created), fromMicros(exp), fromMicros(revoked)
+	if cacheable {
+		s.families.put(state, f)
+	}
 	return f, nil
 }
 

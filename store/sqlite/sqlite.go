@@ -67,6 +67,9 @@ type Store struct {
 	ws, rs *stmts
 	// c commits the writes of the request path in groups (batch.go).
 	c *committer
+	// families remembers families read while no commit happened
+	// (familycache.go); nil if the shared-memory file cannot be read.
+	families *familyCache
 }
 
 var _ store.Store = (*Store)(nil)
@@ -162,6 +165,7 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 		s.Close()
 		return nil, wrap("open: prepare", err)
 	}
+	s.families = newFamilyCache(abs)
 	s.startCommitter(o.onBatch)
 	return s, nil
 }
@@ -243,6 +247,7 @@ func (s *Store) Close() error {
 	if s.c != nil {
 		s.stopCommitter()
 	}
+	s.families.close()
 	errs := []error{s.ws.close()}
 	if s.r != s.w {
 		errs = append(errs, s.rs.close(), s.r.Close())
