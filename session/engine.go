@@ -69,6 +69,9 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	// KeyThumbprint is the jkt of the DPoP key the access token is bound
+	// to (its cnf claim), or "" for a bearer token.
+	KeyThumbprint string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -84,7 +87,24 @@ const (
 	ReasonReused     Reason = "reused"
 	// ReasonClientMismatch: the token was issued to another client_id.
 	ReasonClientMismatch Reason = "client_mismatch"
+	// ReasonProofMissing: the token of a family bound to a DPoP key was
+	// presented without proof of that key. It was stolen: the family is
+	// revoked.
+	ReasonProofMissing Reason = "dpop_proof_missing"
+	// ReasonKeyMismatch: the token of a family bound to a DPoP key was
+	// presented with proof of another key. The family is revoked.
+	ReasonKeyMismatch Reason = "dpop_key_mismatch"
 )
+
+// Theft reports whether r is a theft signal, to be logged and counted:
+// the token was presented by someone who should not hold it.
+func (r Reason) Theft() bool {
+	switch r {
+	case ReasonReused, ReasonSuperseded, ReasonProofMissing, ReasonKeyMismatch:
+		return true
+	}
+	return false
+}
 
 // ErrInvalidGrant is matched (errors.Is) by every *GrantError.
 var ErrInvalidGrant = errors.New("session: invalid grant")
@@ -166,6 +186,14 @@ func (e *Engine) now() time.Time {
 
 // Login opens a new family for subject and returns its first tokens.
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
+	return e.LoginBound(ctx, subject, clientID, "")
+}
+
+// LoginBound is Login for a client that proved possession of the DPoP key
+// whose RFC 7638 thumbprint is jkt: the family is bound to that key, its
+// access tokens carry it (cnf.jkt), and every refresh must prove the same
+// key (see RefreshBound). An empty jkt opens a bearer family, as Login.
+func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) (Grant, error) {
 	if subject == "" {
 		return Grant{}, errors.New("session: login needs a subject")
 	}
@@ -180,6 +208,8 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 		ClientID:  clientID,
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
+
+		KeyThumbprint: jkt,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
@@ -190,14 +220,26 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, jkt)
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
 // *GrantError. A token presented again outside the grace window revokes its
-// whole family.
+// whole family. Refresh presents no DPoP key: the token of a bound family
+// revokes it (see RefreshBound).
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
+	return e.RefreshBound(ctx, refreshToken, clientID, "")
+}
+
+// RefreshBound is Refresh for a request that proved possession of the DPoP
+// key whose thumbprint is jkt ("" for none). The token of a family bound to
+// a key (LoginBound) must come with proof of that very key, grace replays
+// included; without one, or with another key, it was stolen: the family is
+// revoked and the refusal is ReasonProofMissing or ReasonKeyMismatch. A
+// bearer family stays a bearer family, but its new access token is bound to
+// the key proved, if any.
+func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt string) (Grant, error) {
 	if refreshToken == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	}
@@ -219,6 +261,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 		case f.Revoked():
 			refusal = ReasonRevoked
 			return Change{}, nil
+		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
+			refusal = ReasonKeyMismatch
+			if jkt == "" {
+				refusal = ReasonProofMissing
+			}
+			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(refusal)}, nil
 		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
 			refusal = ReasonExpired
 			return Change{}, nil
@@ -268,7 +316,11 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome)
+	bound := fam.KeyThumbprint
+	if bound == "" {
+		bound = jkt
+	}
+	return e.grant(ctx, now, fam, successor, expires, outcome, bound)
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an
@@ -330,8 +382,9 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token.
-func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
+// grant mints the access token that goes with a refresh token, bound to
+// the DPoP key jkt unless it is empty.
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, jkt string) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
 	if cid == "" {
@@ -343,6 +396,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		IssuedAt:  now,
 		ClientID:  cid,
 		SessionID: f.ID,
+
+		KeyThumbprint: jkt,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -355,6 +410,7 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
+		KeyThumbprint:    jkt,
 	}, nil
 }
 

@@ -33,7 +33,7 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 	defer tx.Rollback()
 	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
 		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-		micros(f.RevokedAt), f.RevokeReason,
+		micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
 	); err != nil {
 		return wrap("create family", err)
 	}
@@ -93,7 +93,7 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 	)
 	err = s.ws.queryRow(ctx, tx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
-		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
+		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason, &c.Family.KeyThumbprint,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -179,7 +179,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	f := session.Family{ID: id}
 	var created, exp, revoked sql.NullInt64
-	err := s.rs.queryRow(ctx, nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	err := s.rs.queryRow(ctx, nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason, &f.KeyThumbprint)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
 	}
