@@ -52,7 +52,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.login(r, *req.Username, *req.Password, "")
+	jkt, err := s.loginProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.login(r, *req.Username, *req.Password, "", jkt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -60,9 +65,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.writeGrant(w, g, req.Cookie)
 }
 
-// login authenticates and opens a session. Its errors are *apiError for the
-// client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password, clientID string) (session.Grant, error) {
+// login authenticates and opens a session, bound to the DPoP key jkt
+// unless it is empty. Its errors are *apiError for the client's mistakes
+// and others for internalError.
+func (s *Server) login(r *http.Request, username, password, clientID, jkt string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
@@ -70,11 +76,11 @@ func (s *Server) login(r *http.Request, username, password, clientID string) (se
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.engine.Login(r.Context(), u.ID, clientID)
+	g, err := s.engine.LoginBound(r.Context(), u.ID, clientID, jkt)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)
+	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID, "dpop", jkt != "")
 	return g, nil
 }
 
@@ -102,7 +108,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g, err := s.engine.Refresh(r.Context(), rt, "")
+	jkt, err := s.tokenProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.engine.RefreshBound(r.Context(), rt, "", jkt)
 	s.observeRefresh(g, err)
 	var ge *session.GrantError
 	switch {
@@ -209,7 +220,7 @@ func (s *Server) writeGrant(w http.ResponseWriter, g session.Grant, cookie bool)
 	reply := tokenReply{
 		AccessToken:      g.AccessToken,
 		RefreshToken:     g.RefreshToken,
-		TokenType:        "Bearer",
+		TokenType:        tokenType(g.KeyThumbprint),
 		ExpiresIn:        secondsUntil(g.AccessExpiresAt, now),
 		RefreshExpiresIn: secondsUntil(g.RefreshExpiresAt, now),
 	}

@@ -13,6 +13,7 @@ type metrics struct {
 	logins    *prometheus.CounterVec   // by outcome
 	logouts   prometheus.Counter       // sessions revoked by logout or revocation
 	bearer    *prometheus.CounterVec   // bearer checks by result
+	dpop      *prometheus.CounterVec   // DPoP proof checks by result
 	latency   *prometheus.HistogramVec // by route
 }
 
@@ -41,6 +42,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "silentrefresh_bearer_total",
 			Help: "Bearer token checks by result: valid, invalid, expired, session_ended.",
 		}, []string{"result"}),
+		dpop: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "silentrefresh_dpop_total",
+			Help: "DPoP proof checks by result: valid, invalid, use_nonce, missing (required, none sent), bearer (a DPoP-bound token sent as Bearer), mismatch (a proof of another key than the token's).",
+		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "silentrefresh_http_request_duration_seconds",
 			Help:    "Latency of HTTP requests by route.",
@@ -49,7 +54,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, o := range []string{outcomeRotated, outcomeGraceReplay, outcomeError,
 		string(session.ReasonSuperseded), string(session.ReasonReused), string(session.ReasonExpired),
-		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch)} {
+		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch),
+		string(session.ReasonProofMissing), string(session.ReasonKeyMismatch)} {
 		m.refreshes.WithLabelValues(o)
 	}
 	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
@@ -58,7 +64,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []string{"valid", "invalid", "expired", "session_ended"} {
 		m.bearer.WithLabelValues(o)
 	}
-	reg.MustRegister(m.refreshes, m.logins, m.logouts, m.bearer, m.latency)
+	for _, o := range dpopResults {
+		m.dpop.WithLabelValues(o)
+	}
+	reg.MustRegister(m.refreshes, m.logins, m.logouts, m.bearer, m.dpop, m.latency)
 	return m
 }
 

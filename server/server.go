@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -46,6 +47,15 @@ type Config struct {
 	// 10 per second, per address.
 	LoginLimit LoginLimit
 
+	// RequireDPoP refuses logins without a DPoP proof (RFC 9449). By
+	// default a login with a proof opens a session bound to the proof's
+	// key, and one without opens a bearer session.
+	RequireDPoP bool
+	// DPoPNonce makes every DPoP proof carry a nonce the server issued
+	// (RFC 9449 section 8), sent in the DPoP-Nonce header; a proof without
+	// the current nonce is answered use_dpop_nonce. Off by default.
+	DPoPNonce bool
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -71,6 +81,7 @@ type Server struct {
 	issuer   *token.Issuer
 	keys     *token.StoreKeySet
 	verifier *token.Verifier
+	dpop     *dpop.Verifier
 	metrics  *metrics
 	log      *slog.Logger
 	mux      *http.ServeMux
@@ -136,7 +147,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	dv, err := newDPoPVerifier(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
+		dpop:     dv,
 		cfg:      cfg,
 		store:    cfg.Store,
 		engine:   engine,
@@ -357,6 +373,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"none"},
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
 		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
+		"dpop_signing_alg_values_supported":          s.dpop.Algorithms(),
 	})
 }
 
@@ -461,8 +478,12 @@ func (s *Server) observeRefresh(g session.Grant, err error) {
 		s.metrics.refreshes.WithLabelValues(string(g.Outcome)).Inc()
 	case errors.As(err, &ge):
 		s.metrics.refreshes.WithLabelValues(string(ge.Reason)).Inc()
-		if ge.Reason == session.ReasonReused {
+		switch {
+		case ge.Reason == session.ReasonReused:
 			s.log.Warn("refresh token reuse detected: session revoked", "sid", ge.SessionID)
+		case ge.Reason == session.ReasonProofMissing || ge.Reason == session.ReasonKeyMismatch:
+			s.log.Warn("refresh token of a DPoP-bound session presented without proof of its key: session revoked",
+				"sid", ge.SessionID, "reason", ge.Reason)
 		}
 	default:
 		s.metrics.refreshes.WithLabelValues(outcomeError).Inc()
