@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // result is what one refresh (exchange) produced.
@@ -156,11 +158,7 @@ func (c *Client) retrying(ctx context.Context, refreshToken string) (Grant, time
 		}
 		if delay > 0 {
 			c.log.DebugContext(ctx, "retrying token refresh", "after", delay, "error", err)
-			t := time.NewTimer(delay)
-			select {
-			case <-t.C:
-			case <-ctx.Done():
-				t.Stop()
+			if clock.Sleep(ctx, delay) != nil {
 				return Grant{}, sent, attempt, err
 			}
 		}

@@ -76,6 +76,16 @@ func newRealServer(t *testing.T, cfg server.Config) *realServer {
 }
 
 // login opens a session for alice and returns a Client on it.
+// dropSigningKey rotates the signing key and retires the old one by force:
+// the access tokens it signed are refused from now on.
+func (rs *realServer) dropSigningKey(ctx context.Context) error {
+	if _, err := rs.RotateSigningKey(ctx); err != nil {
+		return err
+	}
+	_, err := rs.ForceRetireSigningKeys(ctx)
+	return err
+}
+
 func (rs *realServer) login(t *testing.T, cfg client.Config) *client.Client {
 	t.Helper()
 	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
@@ -131,7 +141,7 @@ func TestRealServerEarlyInvalidation(t *testing.T) {
 	conf := &oauth2.Config{ClientID: "x", Endpoint: oauth2.Endpoint{TokenURL: rs.URL + "/oauth2/token", AuthStyle: oauth2.AuthStyleInParams}}
 	theirs := conf.Client(t.Context(), &oauth2.Token{AccessToken: tok.AccessToken, RefreshToken: tok.RefreshToken, Expiry: tok.Expiry})
 
-	if err := rs.RotateSigningKey(t.Context(), true); err != nil {
+	if err := rs.dropSigningKey(t.Context()); err != nil {
 		t.Fatal(err)
 	}
 	run := func(get func() (int, error)) (failed int64) {
@@ -292,7 +302,7 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 	if _, err := c.Refresh(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if err := rs.RotateSigningKey(ctx, true); err != nil {
+	if err := rs.dropSigningKey(ctx); err != nil {
 		t.Fatal(err)
 	}
 	close(gt.gate)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // User is one simulated user: one session, one Client per process, and
@@ -193,12 +194,8 @@ func (u *User) login(ctx context.Context) error {
 		if err == nil || !temporary || attempt >= max(3, len(g.urls)+1) {
 			break
 		}
-		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("loadgen: log in %s: %w", u.Username, ctx.Err())
-		case <-t.C:
+		if err := clock.Sleep(ctx, time.Duration(attempt)*100*time.Millisecond); err != nil {
+			return fmt.Errorf("loadgen: log in %s: %w", u.Username, err)
 		}
 	}
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
@@ -24,9 +25,9 @@ func testEngineDPoPBinding(t *testing.T, s *suite) {
 
 	// login opens a bound family and rotates its first token once, so
 	// that the first token is consumed and the second is current.
-	login := func(t *testing.T) (*session.Engine, *Clock, session.Grant, session.Grant) {
+	login := func(t *testing.T) (*session.Engine, *clock.Fake, session.Grant, session.Grant) {
 		st := s.open(t)
-		clk := NewClock(T0)
+		clk := clock.NewFake(T0)
 		e := newEngine(t, st, clk, engineConfig)
 		g0, err := e.LoginBound(ctx, "alice", "", owner)
 		if err != nil {
@@ -108,7 +109,7 @@ func testEngineDPoPBinding(t *testing.T, s *suite) {
 	}
 	t.Run("bearer family with a proof", func(t *testing.T) {
 		st := s.open(t)
-		e := newEngine(t, st, NewClock(T0), engineConfig)
+		e := newEngine(t, st, clock.NewFake(T0), engineConfig)
 		g0, err := e.Login(ctx, "bob", "")
 		if err != nil || g0.KeyThumbprint != "" {
 			t.Fatalf("bearer login = %+v, %v", g0, err)
