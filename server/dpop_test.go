@@ -227,3 +227,55 @@ func decodeSegment(t *testing.T, seg string, v any) {
 		t.Fatal(err)
 	}
 }
+
+// TestDPoPProtectedEndpoints: the server's own protected endpoints take a
+// bound access token with the DPoP scheme and a proof whose ath matches,
+// and refuse it as Bearer, with the challenge of RFC 9449 section 7.1.
+func TestDPoPProtectedEndpoints(t *testing.T) {
+	e := newEnv(t)
+	p, thief := newProver(e, dpop.AlgES256), newProver(e, dpop.AlgES256)
+	access := p.login().body["accessToken"].(string)
+	get := func(path, authorization, proof string) response {
+		h := []string{"Authorization", authorization}
+		if proof != "" {
+			h = append(h, "DPoP", proof)
+		}
+		return e.do("GET", path, "", nil, h...)
+	}
+	for _, path := range []string{"/api/me", "/api/heartbeat"} {
+		if r := get(path, "DPoP "+access, p.proof("GET", path, access, "")); r.status != 200 {
+			t.Fatalf("%s with DPoP: %d %s", path, r.status, r.raw)
+		}
+		for name, r := range map[string]response{
+			"as Bearer":             get(path, "Bearer "+access, ""),
+			"without proof":         get(path, "DPoP "+access, ""),
+			"thief's proof":         get(path, "DPoP "+access, thief.proof("GET", path, access, "")),
+			"proof of another path": get(path, "DPoP "+access, p.proof("GET", "/api/other", access, "")),
+		} {
+			ch := r.header.Get("WWW-Authenticate")
+			if r.status != 401 || !strings.HasPrefix(ch, "DPoP error=") || !strings.Contains(ch, `algs="ES256 EdDSA"`) {
+				t.Fatalf("%s %s: %d %q %s", path, name, r.status, ch, r.raw)
+			}
+		}
+	}
+	if got := e.metric(`silentrefresh_bearer_total{result="bound_as_bearer"}`); got != "2" {
+		t.Fatalf("bound_as_bearer counted %q, want 2", got)
+	}
+
+	// Logout with the access token needs the proof as well.
+	if r := e.do("POST", "/api/auth/logout", "", nil, "Authorization", "Bearer "+access); r.status != 204 {
+		t.Fatalf("logout with the bound token as Bearer: %d %s", r.status, r.raw)
+	}
+	if r := get("/api/me", "DPoP "+access, p.proof("GET", "/api/me", access, "")); r.status != 200 {
+		t.Fatalf("a bound token sent as Bearer to logout ended the session: %d %s", r.status, r.raw)
+	}
+	expectError(t, e.do("POST", "/api/auth/logout", "", nil, "Authorization", "DPoP "+access,
+		"DPoP", thief.proof("POST", "/api/auth/logout", access, "")), 401, "invalid_dpop_proof")
+	if r := e.do("POST", "/api/auth/logout", "", nil, "Authorization", "DPoP "+access,
+		"DPoP", p.proof("POST", "/api/auth/logout", access, "")); r.status != 204 {
+		t.Fatalf("logout with DPoP: %d %s", r.status, r.raw)
+	}
+	if r := get("/api/me", "DPoP "+access, p.proof("GET", "/api/me", access, "")); r.status != 401 {
+		t.Fatalf("after logout: %d %s", r.status, r.raw)
+	}
+}

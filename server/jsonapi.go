@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
@@ -176,6 +177,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "DPoP") {
+		// A DPoP-bound access token logs out only with a proof of its key.
+		s.requireBearer(http.HandlerFunc(s.logoutByAccessToken)).ServeHTTP(w, r)
+		return
+	}
 	raw, err := bearer.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
@@ -183,11 +189,24 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	// An expired or otherwise invalid access token has nothing to revoke
 	// that this server can trust: logout stays idempotent and answers 204.
-	if claims, err := s.verifier.Verify(r.Context(), raw); err == nil {
+	// So has a DPoP-bound token sent without its proof.
+	if claims, err := s.verifier.Verify(r.Context(), raw); err == nil && claims.KeyThumbprint == "" {
 		if err := s.engine.RevokeSession(r.Context(), claims.SessionID, "logout"); err != nil {
 			s.internalError(w, r, err)
 			return
 		}
+	}
+	s.metrics.logouts.Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// logoutByAccessToken revokes the session of the access token that
+// requireBearer admitted.
+func (s *Server) logoutByAccessToken(w http.ResponseWriter, r *http.Request) {
+	c, _ := bearer.ClaimsFrom(r.Context())
+	if err := s.engine.RevokeSession(r.Context(), c.SessionID, "logout"); err != nil {
+		s.internalError(w, r, err)
+		return
 	}
 	s.metrics.logouts.Inc()
 	w.WriteHeader(http.StatusNoContent)

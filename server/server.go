@@ -85,12 +85,15 @@ type Server struct {
 	keys     *token.StoreKeySet
 	verifier *token.Verifier
 	dpop     *dpop.Verifier
-	metrics  *metrics
-	log      *slog.Logger
-	mux      *http.ServeMux
-	byUser   *failureLimiter
-	byAddr   *failureLimiter
-	handler  http.Handler
+	// requireBearer guards the protected endpoints: bearer.Require with
+	// the session check and DPoP.
+	requireBearer func(http.Handler) http.Handler
+	metrics       *metrics
+	log           *slog.Logger
+	mux           *http.ServeMux
+	byUser        *failureLimiter
+	byAddr        *failureLimiter
+	handler       http.Handler
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -269,6 +272,7 @@ func (s *Server) routes() {
 	s.mux = mux
 	requireBearer := bearer.Require(s.verifier,
 		bearer.WithSessionCheck(s),
+		bearer.WithDPoP(s.dpop, s.cfg.Issuer),
 		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
 		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
 			if !s.answerUnavailable(w, err) {
@@ -294,6 +298,7 @@ func (s *Server) routes() {
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
+	s.requireBearer = requireBearer
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
