@@ -473,9 +473,12 @@ func (sc *scenario) check(s *loadgen.Summary) {
 
 	ss := shared.Stats()
 	_, _, sharedEnded := shared.Ended()
+	detail = fmt.Sprintf("%d refreshes, %d adopted from the file by the other process, %d failures", ss.Refreshes, ss.Adoptions, ss.Failures)
+	if ss.FirstError != "" {
+		detail += fmt.Sprintf(" (the first, sent at %.3fs: %s)", ss.FirstErrorAt.Seconds(), ss.FirstError)
+	}
 	s.AddCheck("two processes on one token file: no reuse, no failure",
-		ss.Failures == 0 && !sharedEnded && ss.Adoptions > 0,
-		fmt.Sprintf("%d refreshes, %d adopted from the file by the other process, %d failures", ss.Refreshes, ss.Adoptions, ss.Failures))
+		ss.Failures == 0 && !sharedEnded && ss.Adoptions > 0, detail)
 
 	reuse := int64(-1)
 	if s.ReuseDetections != nil {
