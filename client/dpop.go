@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -177,4 +178,102 @@ func sendProved(hc *http.Client, req *http.Request) (*http.Response, error) {
 			req.Body = body
 		}
 	}
+}
+
+// tokenTypeDPoP is the token_type of a DPoP-bound access token (RFC 9449
+// section 5).
+const tokenTypeDPoP = "DPoP"
+
+// grantType checks the token type a token endpoint answered and returns
+// it normalised: "Bearer" (also for none), or "DPoP" when the request
+// carried a proof.
+func grantType(ctx context.Context, typ string) (string, error) {
+	switch {
+	case typ == "" || strings.EqualFold(typ, "Bearer"):
+		return "Bearer", nil
+	case strings.EqualFold(typ, tokenTypeDPoP) && proverFrom(ctx) != nil:
+		return tokenTypeDPoP, nil
+	case strings.EqualFold(typ, tokenTypeDPoP):
+		return "", errors.New("the server issued a DPoP-bound token, but no DPoP key is configured (Config.DPoP)")
+	}
+	return "", fmt.Errorf("unsupported token type %q", typ)
+}
+
+// authorize sets the credentials of st on req: a DPoP-bound token with a
+// fresh proof, or a bearer token.
+func (c *Client) authorize(req *http.Request, st *state) error {
+	if req.Header == nil {
+		req.Header = make(http.Header)
+	}
+	if c.prover != nil && st.tok.TokenType == tokenTypeDPoP {
+		return c.prover.sign(req, st.tok.AccessToken)
+	}
+	req.Header.Set("Authorization", st.header)
+	return nil
+}
+
+// sendAuthorized sends r, a clone of orig that the caller owns, with the
+// credentials of st. With DPoP, a 401 that asks for a server nonce (RFC
+// 9449 section 9) is answered once more, with a proof that carries it, when
+// orig's body can be sent again.
+func (c *Client) sendAuthorized(orig, r *http.Request, st *state) (*http.Response, error) {
+	if err := c.authorize(r, st); err != nil {
+		closeBody(r)
+		return nil, err
+	}
+	resp, err := c.base.RoundTrip(r)
+	if err != nil || c.prover == nil {
+		return resp, err
+	}
+	c.prover.learn(r, resp)
+	if resp.StatusCode != http.StatusUnauthorized || !nonceRequested(resp) {
+		return resp, nil
+	}
+	var body io.ReadCloser
+	if orig.Body != nil && orig.Body != http.NoBody {
+		if orig.GetBody == nil {
+			return resp, nil
+		}
+		if body, err = orig.GetBody(); err != nil {
+			return resp, nil
+		}
+	}
+	discard(resp)
+	r2 := orig.Clone(orig.Context())
+	if body != nil {
+		r2.Body = body
+	}
+	if err := c.authorize(r2, st); err != nil {
+		closeBody(r2)
+		return nil, err
+	}
+	resp, err = c.base.RoundTrip(r2)
+	if err == nil {
+		c.prover.learn(r2, resp)
+	}
+	return resp, err
+}
+
+// A Loginer logs a user in at a token endpoint and returns the session's
+// first tokens. Both refreshers of this package are Loginers.
+type Loginer interface {
+	Login(ctx context.Context, username, password string) (Tokens, error)
+}
+
+// Login logs in through the Config's Refresher, which must be a Loginer,
+// and starts the new session as SetTokens does. With Config.DPoP the login
+// carries a proof, so the server binds the session to the key.
+func (c *Client) Login(ctx context.Context, username, password string) (Tokens, error) {
+	l, ok := c.cfg.Refresher.(Loginer)
+	if !ok {
+		return Tokens{}, fmt.Errorf("client: login: the Refresher (%T) cannot log in", c.cfg.Refresher)
+	}
+	t, err := l.Login(withProver(ctx, c.prover), username, password)
+	if err != nil {
+		return Tokens{}, err
+	}
+	if err := c.SetTokens(ctx, t); err != nil {
+		return Tokens{}, err
+	}
+	return t, nil
 }
