@@ -146,3 +146,14 @@ func refuseDPoP(w http.ResponseWriter, e *DPoPError) {
 	w.WriteHeader(http.StatusUnauthorized)
 	_ = json.NewEncoder(w).Encode(refusal{Code: e.Code, Description: e.Description})
 }
+
+// refuseBusy answers a request whose proof could not be checked for replay
+// because the cache is full: 503, to be retried shortly.
+func refuseBusy(w http.ResponseWriter) {
+	h := w.Header()
+	h.Set("Retry-After", "1")
+	h.Set("Content-Type", "application/json; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_ = json.NewEncoder(w).Encode(refusal{Code: "temporarily_unavailable", Description: "too many DPoP proofs at once; retry shortly"})
+}

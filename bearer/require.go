@@ -166,10 +166,16 @@ type refusal struct {
 // with a description of what was wrong, and the same in a JSON body
 // {"error":"invalid_token","error_description":...}. The description
 // names the case (no token, expired, session ended, invalid, malformed
-// header) and never echoes the token.
+// header) and never echoes the token. A *DPoPError is answered with a DPoP
+// challenge instead (RFC 9449 section 7.1), and a full DPoP replay cache
+// (dpop.ErrReplayCacheFull) with 503 and Retry-After.
 func Refuse(w http.ResponseWriter, err error) {
 	var de *DPoPError
-	if errors.As(err, &de) {
+	switch {
+	case errors.Is(err, dpop.ErrReplayCacheFull):
+		refuseBusy(w)
+		return
+	case errors.As(err, &de):
 		refuseDPoP(w, de)
 		return
 	}
