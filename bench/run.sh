@@ -30,7 +30,7 @@ echo "== DPoP beside bearer: client per request, server per request, refresh end
 go test -run '^$' -bench 'RoundTripDPoP' -benchmem -count "$COUNT" ./client | tee "$OUT/dpop-client.txt" >/dev/null
 go test -run '^$' -bench 'RequireDPoP' -benchmem -count "$COUNT" ./bearer | tee "$OUT/dpop-bearer.txt" >/dev/null
 go test -run '^$' -bench 'RefreshDPoP' -benchmem -count "$COUNT" ./server | tee "$OUT/dpop-server.txt" >/dev/null
-benchstat "$OUT/dpop-client.txt" "$OUT/dpop-bearer.txt" "$OUT/dpop-server.txt"
+for f in client bearer server; do benchstat "$OUT/dpop-$f.txt"; done
 
 echo "== one rotation: SQLite vs PostgreSQL store; a refresh through the engine"
 go test -run '^$' -bench 'Exchange|EngineRefresh' -benchmem -count "$COUNT" ./store/sqlite ./store/postgres | tee "$OUT/store.txt" >/dev/null
