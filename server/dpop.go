@@ -15,17 +15,15 @@ import (
 // so that every replica issues and accepts the same ones.
 const nonceSecretName = "dpop-nonce"
 
-// DPoP results counted by silentrefresh_dpop_total.
+// The results of MetricDPoP.
 const (
-	dpopValid    = "valid"     // a proof passed every check
-	dpopInvalid  = "invalid"   // a proof was refused (invalid_dpop_proof)
-	dpopNonce    = "use_nonce" // a proof lacked the current nonce (use_dpop_nonce)
-	dpopMissing  = "missing"   // a proof was required and none came
-	dpopBearer   = "bearer"    // a DPoP-bound access token was sent as a bearer token
-	dpopMismatch = "mismatch"  // a proof of another key than the access token's
+	dpopValid   = "valid"     // a proof passed every check
+	dpopInvalid = "invalid"   // a proof was refused (invalid_dpop_proof)
+	dpopNonce   = "use_nonce" // a proof lacked the current nonce (use_dpop_nonce)
+	dpopMissing = "missing"   // a proof was required and none came
 )
 
-var dpopResults = []string{dpopValid, dpopInvalid, dpopNonce, dpopMissing, dpopBearer, dpopMismatch}
+var dpopResults = []string{dpopValid, dpopInvalid, dpopNonce, dpopMissing}
 
 // newDPoPVerifier returns the verifier of the proofs the server receives.
 // With nonces, the nonce secret is loaded from the store (created on first

@@ -104,6 +104,9 @@ func TestDPoPLoginBindsTheSession(t *testing.T) {
 	if got := e.metric(`silentrefresh_refresh_total{outcome="dpop_proof_missing"}`); got != "1" {
 		t.Fatalf("dpop_proof_missing refreshes counted %q, want 1", got)
 	}
+	if got := e.metric(`silentrefresh_theft_signals_total{reason="dpop_proof_missing"}`); got != "1" {
+		t.Fatalf("dpop_proof_missing theft signals counted %q, want 1", got)
+	}
 }
 
 func TestDPoPTokenEndpoint(t *testing.T) {

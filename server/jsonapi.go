@@ -74,6 +74,11 @@ func (s *Server) login(r *http.Request, username, password, clientID, jkt string
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
+	// Before the limits: an oversized password is a malformed request,
+	// not a guess, and is never hashed.
+	if len(password) > user.MaxPasswordLen {
+		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
+	}
 	u, err := s.authenticate(r, username, password)
 	if err != nil {
 		return session.Grant{}, err
@@ -116,7 +121,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.engine.RefreshBound(r.Context(), rt, "", jkt)
-	s.observeRefresh(g, err)
+	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
 	case errors.As(err, &ge):

@@ -89,7 +89,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g, err := s.engine.RefreshBound(r.Context(), rt, cid, jkt)
-		s.observeRefresh(g, err)
+		s.observeRefresh(r, g, err)
 		var ge *session.GrantError
 		switch {
 		case errors.As(err, &ge):

@@ -96,16 +96,6 @@ const (
 	ReasonKeyMismatch Reason = "dpop_key_mismatch"
 )
 
-// Theft reports whether r is a theft signal, to be logged and counted:
-// the token was presented by someone who should not hold it.
-func (r Reason) Theft() bool {
-	switch r {
-	case ReasonReused, ReasonSuperseded, ReasonProofMissing, ReasonKeyMismatch:
-		return true
-	}
-	return false
-}
-
 // ErrInvalidGrant is matched (errors.Is) by every *GrantError.
 var ErrInvalidGrant = errors.New("session: invalid grant")
 
@@ -120,6 +110,11 @@ type GrantError struct {
 	// SessionID is the family of the presented token, when it is known;
 	// for audit logs.
 	SessionID string
+	// Revoked is true when this refusal revoked the family (reuse after
+	// grace, superseded inside it, or a DPoP-bound family's token without
+	// proof of its key): a sign that the token was stolen, for the
+	// operator's audit log.
+	Revoked bool
 }
 
 // Error says which reason refused the refresh.
@@ -225,9 +220,12 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. A token presented again outside the grace window revokes its
-// whole family. Refresh presents no DPoP key: the token of a bound family
-// revokes it (see RefreshBound).
+// *GrantError. Some refusals revoke the whole family, since they mean that
+// someone else holds a token of it (GrantError.Revoked): a consumed token
+// presented after the grace window (reused), one presented inside it after
+// its successor was consumed too (superseded), and a DPoP-bound family's
+// token presented without proof of its key (see RefreshBound). Refresh
+// presents no key.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
 	return e.RefreshBound(ctx, refreshToken, clientID, "")
 }
@@ -251,18 +249,19 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	var (
 		outcome Outcome
 		refusal Reason
+		revoked bool // the refusal revokes the family
 		fam     Family
 		expires time.Time
 	)
 	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
-		outcome, refusal, fam = "", "", c.Family
+		outcome, refusal, revoked, fam = "", "", false, c.Family
 		f, t := c.Family, c.Token
 		switch {
 		case f.Revoked():
 			refusal = ReasonRevoked
 			return Change{}, nil
 		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
-			refusal = ReasonKeyMismatch
+			refusal, revoked = ReasonKeyMismatch, true
 			if jkt == "" {
 				refusal = ReasonProofMissing
 			}
@@ -283,7 +282,10 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 				IssuedAt:   now,
 				ExpiresAt:  expires,
 			}
-			return Change{Consume: next, ConsumedAt: now}, nil
+			// The grace window counts from the decision, not from the
+			// request's arrival: time spent waiting for the writer must
+			// not eat into the window of the client's retry.
+			return Change{Consume: next, ConsumedAt: e.now()}, nil
 		case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
 			s := c.Successor
 			if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
@@ -293,8 +295,11 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 				return Change{}, nil
 			}
 			if s.Consumed() {
-				refusal = ReasonSuperseded
-				return Change{}, nil
+				// The chain moved on past a token somebody else still
+				// holds: one of the two holders is a thief, and we cannot
+				// tell which. End the session for both, as for reuse.
+				refusal, revoked = ReasonSuperseded, true
+				return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonSuperseded)}, nil
 			}
 			if clientMismatch(clientID, f.ClientID) {
 				refusal = ReasonClientMismatch
@@ -304,7 +309,7 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 			expires = s.ExpiresAt
 			return Change{}, nil
 		default:
-			refusal = ReasonReused
+			refusal, revoked = ReasonReused, true
 			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
 		}
 	})
@@ -314,7 +319,7 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	case refusal != "":
-		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
+		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
 	bound := fam.KeyThumbprint
 	if bound == "" {

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -93,16 +94,15 @@ func testEngineDPoPBinding(t *testing.T, s *suite) {
 			if tc.stale {
 				rt = g0.RefreshToken
 			}
+			var err error
 			if tc.jkt == "" {
-				_, err := e.Refresh(ctx, rt, "")
-				if reasonOf(err) != tc.reason {
-					t.Fatalf("Refresh: %v, want %s", err, tc.reason)
-				}
-			} else if _, err := e.RefreshBound(ctx, rt, "", tc.jkt); reasonOf(err) != tc.reason {
-				t.Fatalf("RefreshBound: %v, want %s", err, tc.reason)
+				_, err = e.Refresh(ctx, rt, "")
+			} else {
+				_, err = e.RefreshBound(ctx, rt, "", tc.jkt)
 			}
-			if !tc.reason.Theft() {
-				t.Fatalf("%s is not a theft signal", tc.reason)
+			var ge *session.GrantError
+			if !errors.As(err, &ge) || ge.Reason != tc.reason || !ge.Revoked {
+				t.Fatalf("refresh: %v (%+v), want %s with Revoked set", err, ge, tc.reason)
 			}
 			revoked(t, e, g1, tc.reason)
 		})
