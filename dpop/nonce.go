@@ -17,7 +17,8 @@ const DefaultNoncePeriod = 5 * time.Minute
 // keeping any state: a nonce is the number of the current period with its
 // HMAC under a secret, so that every replica holding the same secret issues
 // and accepts the same nonces. A nonce is valid in its period and the one
-// after it. It is safe for concurrent use.
+// after it. It is safe for concurrent use. Create one with NewNonces; the
+// zero value is not usable.
 type Nonces struct {
 	secret []byte
 	period time.Duration

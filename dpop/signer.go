@@ -38,7 +38,8 @@ func GenerateKey(alg string) (crypto.Signer, error) {
 }
 
 // Signer signs DPoP proofs with one private key. It is safe for concurrent
-// use (as far as its crypto.Signer is).
+// use (as far as its crypto.Signer is). Create one with NewSigner; the zero
+// value is not usable.
 type Signer struct {
 	key    crypto.Signer
 	alg    string

@@ -54,7 +54,8 @@ type Config struct {
 	Now func() time.Time
 }
 
-// Verifier checks DPoP proofs. It is safe for concurrent use.
+// Verifier checks DPoP proofs. It is safe for concurrent use. Create one
+// with NewVerifier; the zero value is not usable.
 type Verifier struct {
 	algs    []string
 	maxAge  time.Duration

@@ -1,8 +1,11 @@
 package server_test
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
+	"net/http"
+	"net/http/httptest"
 	"net/url"
 	"strings"
 	"testing"
@@ -280,5 +283,34 @@ func TestDPoPProtectedEndpoints(t *testing.T) {
 	}
 	if r := get("/api/me", "DPoP "+access, p.proof("GET", "/api/me", access, "")); r.status != 401 {
 		t.Fatalf("after logout: %d %s", r.status, r.raw)
+	}
+}
+
+// TestDPoPNoncesSharedByReplicas: two servers over one database (replicas
+// behind one issuer URL) issue and accept the same nonces, with no state
+// beyond the secret in the store.
+func TestDPoPNoncesSharedByReplicas(t *testing.T) {
+	e := newEnv(t, func(c *server.Config) { c.DPoPNonce = true })
+	replica, err := server.New(t.Context(), server.Config{Store: e.store, Issuer: e.http.URL, AccessTTL: time.Minute, DPoPNonce: true, Now: e.clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(replica)
+	t.Cleanup(hs.Close)
+	p := newProver(e, dpop.AlgEdDSA)
+	nonce := p.login().header.Get("DPoP-Nonce") // from the first server's use_dpop_nonce answer
+	if nonce == "" {
+		t.Fatal("no nonce")
+	}
+	body, _ := json.Marshal(map[string]string{"username": testUser, "password": testPassword})
+	req, _ := http.NewRequest("POST", hs.URL+"/api/auth/login", bytes.NewReader(body))
+	req.Header.Set("DPoP", p.proof("POST", "/api/auth/login", "", nonce)) // htu: the shared issuer URL
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Fatalf("the replica refused the first server's nonce: %d", resp.StatusCode)
 	}
 }
