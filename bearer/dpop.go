@@ -41,7 +41,8 @@ const (
 var ErrBoundToken = errors.New("bearer: the token's binding does not match its scheme")
 
 // DPoPError is the error of a request refused under the DPoP scheme (RFC
-// 9449 section 7.1). Refuse answers it with a DPoP challenge.
+// 9449 section 7.1), or of a DPoP-bound token sent as Bearer. Refuse
+// answers it with a DPoP challenge.
 type DPoPError struct {
 	// Code is the challenge's error: dpop.CodeInvalidProof,
 	// dpop.CodeUseNonce or "invalid_token".

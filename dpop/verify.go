@@ -113,7 +113,8 @@ func (v *Verifier) Algorithms() []string { return slices.Clone(v.algs) }
 // Nonces returns the Verifier's nonces, or nil when it asks for none.
 func (v *Verifier) Nonces() *Nonces { return v.nonces }
 
-// Request is the request a proof was received with.
+// Request is the request a proof was received with. The zero value matches
+// no proof.
 type Request struct {
 	// Method is the request's HTTP method, compared with htm.
 	Method string
@@ -126,7 +127,7 @@ type Request struct {
 	AccessToken string
 }
 
-// Proof is a verified DPoP proof.
+// Proof is a verified DPoP proof, as Verifier.Verify returns it.
 type Proof struct {
 	Algorithm       string           // the JWS alg: AlgES256 or AlgEdDSA
 	Key             crypto.PublicKey // the jwk: *ecdsa.PublicKey or ed25519.PublicKey
