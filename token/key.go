@@ -45,4 +45,7 @@ type Claims struct {
 	ClientID  string    // "client_id"
 	SessionID string    // "sid": the session (family) the token belongs to
 	Scope     string    // "scope", space-separated, may be empty
+	// Extra are further claims (roles, tenant, ...); nil for none. Mint
+	// refuses names the members above own.
+	Extra map[string]any
 }

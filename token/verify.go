@@ -148,6 +148,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
 	}
+	c.Extra = extraClaims(tok)
 	return c, nil
 }
 
