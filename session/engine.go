@@ -69,6 +69,7 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	Scope            string // the scope of AccessToken; "" for none
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -164,11 +165,15 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens.
+// Login opens a new family for subject and returns its first tokens. Its
+// tokens carry the subject's user claims (DefaultAttributes); LoginWith
+// sets scope and claims.
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
-	if subject == "" {
-		return Grant{}, errors.New("session: login needs a subject")
-	}
+	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes})
+}
+
+func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
+	subject, clientID := l.Subject, l.ClientID
 	now := e.now()
 	rt, err := token.NewRefreshToken()
 	if err != nil {
@@ -190,7 +195,10 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
+		return Grant{}, err
+	}
+	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mintAttrs(l.Attributes, l.SubjectClaims, ""))
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
@@ -198,9 +206,10 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 // *GrantError. A token presented again outside the grace window revokes its
 // whole family.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
-	if refreshToken == "" {
-		return Grant{}, &GrantError{Reason: ReasonUnknown}
-	}
+	return e.RefreshScoped(ctx, refreshToken, clientID, "")
+}
+
+func (e *Engine) refresh(ctx context.Context, refreshToken, clientID string, mint minted) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(refreshToken)
 	successor := token.SuccessorToken(e.secret, refreshToken)
@@ -268,7 +277,7 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome)
+	return e.grant(ctx, now, fam, successor, expires, outcome, mint)
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an
@@ -331,7 +340,7 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 }
 
 // grant mints the access token that goes with a refresh token.
-func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
 	if cid == "" {
@@ -343,6 +352,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		IssuedAt:  now,
 		ClientID:  cid,
 		SessionID: f.ID,
+		Scope:     m.scope,
+		Extra:     m.claims,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -355,6 +366,7 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
+		Scope:            m.scope,
 	}, nil
 }
 

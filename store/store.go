@@ -6,6 +6,8 @@ package store
 import (
 	"context"
 
+	"github.com/silentrefresh/silentrefresh/assertion"
+	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -16,6 +18,9 @@ type Store interface {
 	session.Store
 	token.KeyStore
 	user.Store
+	user.ClaimStore
+	registry.Store
+	assertion.ReplayStore
 	// Ping reports whether the database can be reached.
 	Ping(ctx context.Context) error
 	// Close releases the database.
