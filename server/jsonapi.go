@@ -52,7 +52,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.login(r, *req.Username, *req.Password, "")
+	g, err := s.login(r, *req.Username, *req.Password, "", "")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -62,19 +62,19 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // login authenticates and opens a session. Its errors are *apiError for the
 // client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password, clientID string) (session.Grant, error) {
+func (s *Server) login(r *http.Request, username, password, clientID, scope string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
-	u, err := s.authenticate(r, username, password)
+	id, err := s.authenticate(r, username, password, clientID)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.engine.Login(r.Context(), u.ID, clientID)
+	g, err := s.openSession(r, id, clientID, scope)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)
+	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID)
 	return g, nil
 }
 

@@ -17,10 +17,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
-	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // Config configures a Server. Store is required; every other field has a
@@ -61,6 +61,18 @@ type Config struct {
 	// Assets, when set, is served for paths no API route matches: the
 	// browser client and demo page.
 	Assets http.Handler
+
+	// Authenticator checks logins (the JSON API's and the password
+	// grant's); nil means UserTable over Store, the built-in users.
+	Authenticator Authenticator
+	// TrustedIssuers may sign JWT bearer assertions (RFC 7523) that
+	// POST /oauth2/token and POST /api/auth/exchange turn into sessions;
+	// none turns the grant off.
+	TrustedIssuers []assertion.Issuer
+	// RegisteredClientsOnly refuses token requests from a client_id that
+	// is not registered (and requests without one); by default unregistered
+	// clients are public clients that need no registration.
+	RegisteredClientsOnly bool
 }
 
 // Server serves the HTTP API. Create one with New.
@@ -77,6 +89,9 @@ type Server struct {
 	byUser   *failureLimiter
 	byAddr   *failureLimiter
 	handler  http.Handler
+	// assertions validates JWT bearer assertions; nil without
+	// Config.TrustedIssuers.
+	assertions *assertion.Validator
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -109,6 +124,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if cfg.LoginLimit.Burst < 1 || cfg.LoginLimit.Every <= 0 {
 		return nil, fmt.Errorf("server: login limit %+v must have a positive burst and interval", cfg.LoginLimit)
+	}
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = UserTable{Store: cfg.Store}
 	}
 	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
 		return nil, fmt.Errorf("server: signing key: %w", err)
@@ -147,6 +165,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		log:      cfg.Logger,
 		byUser:   newFailureLimiter(cfg.LoginLimit, cfg.Now),
 		byAddr:   newFailureLimiter(LoginLimit{Burst: cfg.LoginLimit.Burst * 10, Every: cfg.LoginLimit.Every / 60}, cfg.Now),
+	}
+	if s.assertions, err = newAssertionValidator(cfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
 	return s, nil
@@ -265,6 +286,8 @@ func (s *Server) routes() {
 	handle("GET", "/api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
 	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
+	handle("POST", "/oauth2/introspect", "introspect", http.HandlerFunc(s.handleIntrospect))
+	handle("POST", "/api/auth/exchange", "exchange", http.HandlerFunc(s.handleExchange))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
 	handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
@@ -353,10 +376,12 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        iss + "/oauth2/token",
 		"revocation_endpoint":                   iss + "/oauth2/revoke",
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"grant_types_supported":                 []string{"password", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
-		"revocation_endpoint_auth_methods_supported": []string{"none"},
-		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
+		"grant_types_supported":                 s.grantTypes(),
+		"token_endpoint_auth_methods_supported": clientAuthMethods,
+		"revocation_endpoint_auth_methods_supported":    clientAuthMethods,
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"introspection_endpoint_auth_methods_supported": clientAuthMethods[1:],
+		"access_token_signing_alg_values_supported":     []string{token.AlgEdDSA},
 	})
 }
 
@@ -415,29 +440,32 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 	})
 }
 
-// authenticate checks a username and password against the store and the
-// failed-login limits. It returns the user, an *apiError to answer, or
-// another error for internalError.
-func (s *Server) authenticate(r *http.Request, username, password string) (user.User, error) {
+// authenticate checks a username and password with the Authenticator and
+// the failed-login limits. It returns the identity, an *apiError to answer,
+// or another error for internalError.
+func (s *Server) authenticate(r *http.Request, username, password, clientID string) (Identity, error) {
 	addr := clientAddr(r)
 	if d := max(s.byUser.retryAfter("u:"+username), s.byAddr.retryAfter("a:"+addr)); d > 0 {
 		s.metrics.logins.WithLabelValues("rate_limited").Inc()
 		s.log.Warn("login rate limited", "username", username, "remote", addr)
-		return user.User{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return Identity{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Description: "too many failed logins; retry later", RetryAfter: seconds(d)}
 	}
-	u, err := user.Authenticate(r.Context(), s.store, username, password)
+	u, err := s.cfg.Authenticator.Authenticate(r.Context(), LoginRequest{Username: username, Password: password, ClientID: clientID, HTTP: r})
 	switch {
-	case errors.Is(err, user.ErrInvalidCredentials):
+	case errors.Is(err, ErrInvalidCredentials):
 		s.byUser.fail("u:" + username)
 		s.byAddr.fail("a:" + addr)
 		s.metrics.logins.WithLabelValues("invalid_credentials").Inc()
 		s.log.Info("login failed", "username", username, "remote", addr)
-		return user.User{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
+		return Identity{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
 			Description: "unknown username or wrong password"}
 	case err != nil:
 		s.metrics.logins.WithLabelValues("error").Inc()
-		return user.User{}, err
+		return Identity{}, err
+	case u.Subject == "":
+		s.metrics.logins.WithLabelValues("error").Inc()
+		return Identity{}, errors.New("server: the Authenticator returned no subject")
 	}
 	s.metrics.logins.WithLabelValues("success").Inc()
 	return u, nil
