@@ -121,7 +121,7 @@ func TestReplicasGoClient(t *testing.T) {
 	if len(ids) != sessions {
 		t.Errorf("%d families, want %d", len(ids), sessions)
 	}
-	checkChains(t, openPG(t, dsn), ids)
+	checkChains(t, openDB(t, dsn), ids)
 }
 
 // getOK sends a GET and wants 200.

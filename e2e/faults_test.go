@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/store/postgres/pgtest"
-	"github.com/silentrefresh/silentrefresh/store/sqlite"
 )
 
 // phases runs the load in the background and calls each step after its
@@ -71,7 +70,7 @@ func TestReplicaKill9(t *testing.T) {
 	)
 	l.report(t, d)
 	l.refreshAll(t)
-	checkChains(t, openPG(t, dsn), allFamilies(t, dsn))
+	checkChains(t, openDB(t, dsn), allFamilies(t, dsn))
 }
 
 // privatePostgres is a PostgreSQL of this test alone, started with
@@ -179,7 +178,7 @@ func TestPostgresRestart(t *testing.T) {
 		}
 	}
 	l.refreshAll(t)
-	checkChains(t, openPG(t, pg.dsn), allFamilies(t, pg.dsn))
+	checkChains(t, openDB(t, pg.dsn), allFamilies(t, pg.dsn))
 }
 
 // TestSQLiteKill9: the single SQLite server is killed with SIGKILL under
@@ -205,10 +204,5 @@ func TestSQLiteKill9(t *testing.T) {
 	}
 	l.refreshAll(t)
 	srvs[0].kill()
-	st, err := sqlite.Open(t.Context(), strings.TrimPrefix(db, "sqlite:"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	checkChains(t, st, l.sids())
+	checkChains(t, openDB(t, db), l.sids())
 }

@@ -10,7 +10,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
-	"github.com/silentrefresh/silentrefresh/store/postgres"
+	"github.com/silentrefresh/silentrefresh/store"
+	"github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/store/postgres/pgtest"
 )
 
@@ -28,10 +29,10 @@ func pgReplicas(t *testing.T, dsn string, n int, extra ...string) []*server {
 	return srvs
 }
 
-// openPG opens the store the replicas share, for checks.
-func openPG(t *testing.T, dsn string) *postgres.Store {
+// openDB opens the store the servers share, for checks.
+func openDB(t *testing.T, db string) store.Store {
 	t.Helper()
-	st, err := postgres.Open(t.Context(), dsn)
+	st, err := dsn.Open(t.Context(), db)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -81,7 +82,7 @@ func TestReplicasSteadyLoad(t *testing.T) {
 	if len(ids) != len(l.sessions) {
 		t.Errorf("%d families in the database, want %d", len(ids), len(l.sessions))
 	}
-	n := checkChains(t, openPG(t, dsn), ids)
+	n := checkChains(t, openDB(t, dsn), ids)
 	t.Logf("%d families, %d refresh tokens, all linear chains", len(ids), n)
 }
 
@@ -122,7 +123,7 @@ func TestReplicasOneTokenStorm(t *testing.T) {
 	if len(successors) != 1 {
 		t.Errorf("callers got %d different successors, want 1", len(successors))
 	}
-	st := openPG(t, dsn)
+	st := openDB(t, dsn)
 	toks, err := st.FamilyTokens(t.Context(), tok.SID)
 	if err != nil {
 		t.Fatal(err)

@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/user"
 )
@@ -164,7 +165,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
-	raw, err := ParseBearer(r.Header.Get("Authorization"))
+	raw, err := bearer.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
 		return
@@ -182,7 +183,7 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
-	c, _ := ClaimsFrom(r.Context())
+	c, _ := bearer.ClaimsFrom(r.Context())
 	now := s.cfg.Now()
 	writeJSON(w, http.StatusOK, map[string]any{
 		"active":    true,
@@ -193,7 +194,7 @@ func (s *Server) handleHeartbeat(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) handleMe(w http.ResponseWriter, r *http.Request) {
-	c, _ := ClaimsFrom(r.Context())
+	c, _ := bearer.ClaimsFrom(r.Context())
 	writeJSON(w, http.StatusOK, map[string]any{
 		"sub":       c.Subject,
 		"sid":       c.SessionID,

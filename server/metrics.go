@@ -1,9 +1,12 @@
 package server
 
 import (
+	"strings"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
@@ -16,33 +19,55 @@ type metrics struct {
 	latency   *prometheus.HistogramVec // by route
 }
 
+// The names of the server's metrics, for dashboards, alerts and the load
+// generator that reads them back.
+const (
+	// MetricRefreshes counts refresh-token exchanges by the label
+	// LabelOutcome: a session.Outcome, a session.Reason, or OutcomeError.
+	MetricRefreshes = "silentrefresh_refresh_total"
+	// MetricLogins counts password logins by LabelOutcome.
+	MetricLogins = "silentrefresh_login_total"
+	// MetricLogouts counts logout and revocation requests answered.
+	MetricLogouts = "silentrefresh_logout_total"
+	// MetricBearer counts bearer token checks by the label "result".
+	MetricBearer = "silentrefresh_bearer_total"
+	// MetricRequestDuration is the latency of HTTP requests by "route".
+	MetricRequestDuration = "silentrefresh_http_request_duration_seconds"
+
+	// LabelOutcome is the label of MetricRefreshes and MetricLogins.
+	LabelOutcome = "outcome"
+	// OutcomeError is the MetricRefreshes outcome of a refresh that failed
+	// for another reason than a refusal (the store was down, say).
+	OutcomeError = "error"
+)
+
 // Refresh outcomes beyond the session.Reason values.
 const (
 	outcomeRotated     = string(session.OutcomeRotated)
 	outcomeGraceReplay = string(session.OutcomeGraceReplay)
-	outcomeError       = "error"
+	outcomeError       = OutcomeError
 )
 
 func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "silentrefresh_refresh_total",
+			Name: MetricRefreshes,
 			Help: "Refresh-token exchanges by outcome: rotated, grace_replay, or the reason of a refusal (superseded, reused, expired, revoked, unknown, client_mismatch), or error.",
-		}, []string{"outcome"}),
+		}, []string{LabelOutcome}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "silentrefresh_login_total",
+			Name: MetricLogins,
 			Help: "Password logins by outcome: success, invalid_credentials, rate_limited, error.",
-		}, []string{"outcome"}),
+		}, []string{LabelOutcome}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "silentrefresh_logout_total",
+			Name: MetricLogouts,
 			Help: "Logout and revocation requests answered.",
 		}),
 		bearer: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "silentrefresh_bearer_total",
-			Help: "Bearer token checks by result: valid, invalid, expired, session_ended.",
+			Name: MetricBearer,
+			Help: "Bearer token checks by result: " + strings.Join(bearer.Results, ", ") + ".",
 		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "silentrefresh_http_request_duration_seconds",
+			Name:    MetricRequestDuration,
 			Help:    "Latency of HTTP requests by route.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5},
 		}, []string{"route"}),
@@ -55,7 +80,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
 		m.logins.WithLabelValues(o)
 	}
-	for _, o := range []string{"valid", "invalid", "expired", "session_ended"} {
+	for _, o := range bearer.Results {
 		m.bearer.WithLabelValues(o)
 	}
 	reg.MustRegister(m.refreshes, m.logins, m.logouts, m.bearer, m.latency)

@@ -1,8 +1,9 @@
 // Package server is the HTTP face of silentrefresh: the seed's JSON API
 // (login, refresh, heartbeat, logout), the standard OAuth2 endpoints
 // (RFC 6749 token, RFC 7009 revocation, RFC 8414 metadata), JWKS, metrics
-// and health, and the RequireBearer middleware that other Go services can
-// mount to accept its access tokens.
+// and health. It mounts the middleware of package bearer on its own
+// session-checked endpoints; other Go services mount that package, not
+// this one, to accept its access tokens.
 package server
 
 import (
@@ -10,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"time"
@@ -18,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/silentrefresh/silentrefresh/assertion"
+	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -183,50 +186,65 @@ func (s *Server) Verifier() *token.Verifier { return s.verifier }
 // ServeHTTP serves the API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.handler.ServeHTTP(w, r) }
 
-// RotateSigningKey adds a new signing key, which signs every access token
-// from now on. With dropOld, the previous keys are deleted, so access tokens
-// signed with them stop verifying at once (clients recover by refreshing);
-// without it they keep verifying until they expire.
-func (s *Server) RotateSigningKey(ctx context.Context, dropOld bool) error {
-	old, err := s.store.SigningKeys(ctx)
+// KeyPolicy is the rotation policy of the server's signing keys: its
+// access-token lifetime and the largest leeway a verifier may allow. Pass
+// it to token.Keys, token.Rotate and token.Retire when working on the
+// server's store from another process.
+func (s *Server) KeyPolicy() token.RotationPolicy {
+	return token.RotationPolicy{AccessTTL: s.engine.Config().AccessTTL}
+}
+
+// RotateSigningKey adds a new signing key and returns it and the retired
+// keys, which go on verifying the tokens they signed until their
+// RemovableAt; RetireSigningKeys deletes them then. In this order no token
+// is ever minted that does not verify: the verifier learns the new key,
+// then the issuer signs with it, and the old keys go later.
+func (s *Server) RotateSigningKey(ctx context.Context) (token.Rotation, error) {
+	rot, err := token.Rotate(ctx, s.store, s.cfg.Now(), s.KeyPolicy())
 	if err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return token.Rotation{}, fmt.Errorf("server: %w", err)
 	}
-	// The newest key signs: make sure the new one is strictly newest even
-	// when the clock stands still or went back.
-	created := s.cfg.Now().UTC().Truncate(time.Microsecond)
-	for _, o := range old {
-		if !created.After(o.CreatedAt) {
-			created = o.CreatedAt.Add(time.Microsecond)
-		}
-	}
-	k, err := token.GenerateKey(created)
-	if err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
-	}
-	if err := s.store.AddSigningKey(ctx, k); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
-	}
-	// In this order, no token is ever minted that does not verify: the
-	// verifier learns the new key, then the issuer signs with it, then the
-	// old keys go.
 	if err := s.keys.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return rot, fmt.Errorf("server: rotate key: %w", err)
 	}
 	if err := s.issuer.Reload(ctx); err != nil {
-		return fmt.Errorf("server: rotate key: %w", err)
+		return rot, fmt.Errorf("server: rotate key: %w", err)
 	}
-	if dropOld {
-		for _, o := range old {
-			if err := s.store.DeleteSigningKey(ctx, o.ID); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
-				return fmt.Errorf("server: drop key %s: %w", o.ID, err)
-			}
+	s.log.Info("signing key rotated", "kid", rot.New.ID, "retired", len(rot.Retired))
+	return rot, nil
+}
+
+// RetireSigningKeys deletes the retired keys that no unexpired token can
+// need any more (token.Retire) and returns them.
+func (s *Server) RetireSigningKeys(ctx context.Context) ([]token.KeyInfo, error) {
+	gone, err := token.Retire(ctx, s.store, s.cfg.Now(), s.KeyPolicy())
+	return gone, s.afterRetire(ctx, gone, err, false)
+}
+
+// ForceRetireSigningKeys deletes the retired keys named by ids, or every
+// retired key when ids is empty, at once (token.ForceRetire): the access
+// tokens they signed are refused from now on, although they have not
+// expired, and clients recover by refreshing. It is the answer to a
+// leaked key; rotate first if the leaked key is the signing one.
+func (s *Server) ForceRetireSigningKeys(ctx context.Context, ids ...string) ([]token.KeyInfo, error) {
+	gone, err := token.ForceRetire(ctx, s.store, ids...)
+	return gone, s.afterRetire(ctx, gone, err, true)
+}
+
+// afterRetire makes this server's verifier forget the deleted keys and
+// logs them.
+func (s *Server) afterRetire(ctx context.Context, gone []token.KeyInfo, err error, forced bool) error {
+	if len(gone) > 0 {
+		if rerr := s.keys.Reload(ctx); rerr != nil {
+			err = errors.Join(err, rerr)
 		}
-		if err := s.keys.Reload(ctx); err != nil {
-			return fmt.Errorf("server: rotate key: %w", err)
+		for _, k := range gone {
+			s.log.Info("signing key retired", "kid", k.ID, "forced", forced)
 		}
 	}
-	s.log.Info("signing key rotated", "kid", k.ID, "dropped_old", dropOld)
+	if err != nil {
+		return fmt.Errorf("server: retire keys: %w", err)
+	}
 	return nil
 }
 
@@ -254,12 +272,14 @@ func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 func (s *Server) routes() {
 	mux := http.NewServeMux()
 	s.mux = mux
-	bearer := RequireBearer(s.verifier,
-		WithSessionCheck(s.checkSession),
-		func(c *bearerConfig) {
-			c.observe = func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }
-			c.unavailable = s.answerUnavailable
-		})
+	requireBearer := bearer.Require(s.verifier,
+		bearer.WithSessionCheck(s),
+		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
+		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
+			if !s.answerUnavailable(w, err) {
+				bearer.Refuse(w, err)
+			}
+		}))
 
 	// Each path is registered without a method so that a wrong method gets
 	// a JSON 405 with Allow rather than the mux's plain-text one.
@@ -282,8 +302,8 @@ func (s *Server) routes() {
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
-	handle("GET", "/api/heartbeat", "heartbeat", bearer(http.HandlerFunc(s.handleHeartbeat)))
-	handle("GET", "/api/me", "me", bearer(http.HandlerFunc(s.handleMe)))
+	handle("GET", "/api/heartbeat", "heartbeat", requireBearer(http.HandlerFunc(s.handleHeartbeat)))
+	handle("GET", "/api/me", "me", requireBearer(http.HandlerFunc(s.handleMe)))
 	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
 	handle("POST", "/oauth2/introspect", "introspect", http.HandlerFunc(s.handleIntrospect))
@@ -311,9 +331,11 @@ func (s *Server) handleNotFound(w http.ResponseWriter, r *http.Request) {
 		Description: fmt.Sprintf("no endpoint %s %s", r.Method, r.URL.Path)})
 }
 
-// checkSession is the per-request revocation check of session-checked
-// endpoints: one primary-key lookup.
-func (s *Server) checkSession(ctx context.Context, sid string) error {
+// CheckSession returns nil when the session sid is live, and an error when
+// it was revoked, has expired, is unknown or cannot be read: the
+// per-request revocation check of session-checked endpoints, one
+// primary-key lookup. It makes a Server a bearer.SessionChecker.
+func (s *Server) CheckSession(ctx context.Context, sid string) error {
 	_, err := s.engine.Session(ctx, sid)
 	return err
 }
@@ -471,11 +493,13 @@ func (s *Server) authenticate(r *http.Request, username, password, clientID stri
 	return u, nil
 }
 
-// clientAddr is the host of the request's remote address.
+// clientAddr is the host of the request's remote address, without the
+// port or an IPv6 address's brackets. A RemoteAddr without a port (as some
+// listeners and tests give) is the host itself.
 func clientAddr(r *http.Request) string {
-	host := r.RemoteAddr
-	if i := strings.LastIndexByte(host, ':'); i > 0 {
-		host = host[:i]
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return strings.Trim(r.RemoteAddr, "[]")
 	}
 	return host
 }

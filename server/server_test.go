@@ -16,29 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )
-
-// clock is a settable clock; the zero offset is the real time.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
 
 // env is a real server over a real SQLite file, behind httptest.
 type env struct {
@@ -46,7 +30,7 @@ type env struct {
 	srv    *server.Server
 	http   *httptest.Server
 	store  *sqlite.Store
-	clock  *clock
+	clock  *clock.Fake // the real time until advanced
 	dbPath string
 }
 
@@ -72,7 +56,7 @@ func newEnv(t testing.TB, mutate ...func(*server.Config)) *env {
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(nil)
-	clk := &clock{}
+	clk := &clock.Fake{}
 	cfg := server.Config{
 		Store:     st,
 		Issuer:    "http://" + hs.Listener.Addr().String(),
@@ -470,8 +454,8 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	api := httptest.NewServer(server.RequireBearer(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := server.ClaimsFrom(r.Context())
+	api := httptest.NewServer(bearer.Require(v)(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := bearer.ClaimsFrom(r.Context())
 		io.WriteString(w, c.Subject)
 	})))
 	defer api.Close()
@@ -492,7 +476,10 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 func TestRotateSigningKeyDropOldInvalidatesAccessTokens(t *testing.T) {
 	e := newEnv(t)
 	access, rt := e.login()
-	if err := e.srv.RotateSigningKey(context.Background(), true); err != nil {
+	if _, err := e.srv.RotateSigningKey(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.ForceRetireSigningKeys(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	if r := e.get("/api/me", access); r.status != 401 {

@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
-	"github.com/silentrefresh/silentrefresh/store/storetest"
 	"github.com/silentrefresh/silentrefresh/token"
 )
 
 type fixture struct {
 	engine *session.Engine
 	store  *sqlite.Store
-	clock  *storetest.Clock
+	clock  *clock.Fake
 }
 
 // newFixture returns an engine over a real SQLite file with a fake clock.
@@ -29,7 +29,7 @@ func newFixture(t *testing.T, cfg session.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := storetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	if err := token.EnsureSigningKey(ctx, st, clk.Now()); err != nil {
 		t.Fatal(err)
 	}

@@ -1,6 +1,7 @@
-// Package store opens the storage backend named by a DSN. The backends live
-// in its subpackages: sqlite (embedded, the default) and postgres (for
-// several replicas); storetest is the conformance suite both pass.
+// Package store defines Store, everything the server keeps. The backends
+// live in its subpackages: sqlite (embedded, the default) and postgres
+// (for several replicas); storetest is the conformance suite both pass,
+// and dsn opens the backend a data source name names.
 package store
 
 import (

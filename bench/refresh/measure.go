@@ -24,9 +24,11 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store"
-	"github.com/silentrefresh/silentrefresh/store/postgres"
+	storedsn "github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/user"
 )
@@ -68,7 +70,7 @@ func openBackend(ctx context.Context, name, pgDSN string) (*backend, error) {
 			drop()
 			return nil, err
 		}
-		st, err := postgres.Open(ctx, dsn)
+		st, err := storedsn.Open(ctx, dsn)
 		if err != nil {
 			drop()
 			return nil, err
@@ -132,8 +134,8 @@ func measureBackend(ctx context.Context, b *backend, o options, log io.Writer) (
 	// The same bearer check without the per-request session lookup, to
 	// measure what the lookup costs.
 	mux := http.NewServeMux()
-	mux.Handle("/nocheck/heartbeat", server.RequireBearer(srv.Verifier())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c, _ := server.ClaimsFrom(r.Context())
+	mux.Handle("/nocheck/heartbeat", bearer.Require(srv.Verifier())(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c, _ := bearer.ClaimsFrom(r.Context())
 		w.Header().Set("Content-Type", "application/json")
 		_ = json.NewEncoder(w).Encode(map[string]any{"active": true, "sub": c.Subject, "sid": c.SessionID})
 	})))
@@ -269,10 +271,10 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 			}
 		})
 	}
-	sleep(ctx, o.warmup)
+	_ = clock.Sleep(ctx, o.warmup)
 	measuring.Store(true)
 	start, cpu0 := time.Now(), cpu.sample()
-	sleep(ctx, o.duration)
+	_ = clock.Sleep(ctx, o.duration)
 	measuring.Store(false)
 	elapsed, used := time.Since(start), cpu.sample()-cpu0
 	close(stop)
@@ -291,15 +293,6 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 		r.CPUBound = float64(runtime.NumCPU()) * 1e6 / r.CPUPerOp
 	}
 	return r
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {

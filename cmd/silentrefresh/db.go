@@ -3,55 +3,20 @@ package main
 import (
 	"context"
 	"fmt"
-	"strings"
 
 	"github.com/silentrefresh/silentrefresh/store"
-	"github.com/silentrefresh/silentrefresh/store/postgres"
-	"github.com/silentrefresh/silentrefresh/store/sqlite"
+	"github.com/silentrefresh/silentrefresh/store/dsn"
 )
 
-// defaultDSN is the embedded database in the working folder.
-const defaultDSN = "sqlite:silentrefresh.db"
+// defaultDSN is the --db default of every command that opens the database.
+const defaultDSN = dsn.Default
 
-// openStore opens the database a DSN names:
-//
-//	sqlite:PATH, sqlite://PATH, file:PATH, or a path ending .db   embedded SQLite
-//	postgres://..., postgresql://...                            PostgreSQL
-func openStore(ctx context.Context, dsn string) (store.Store, error) {
-	switch {
-	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		return postgres.Open(ctx, dsn)
-	case strings.HasPrefix(dsn, "sqlite://"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite://"))
-	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
-	case strings.HasPrefix(dsn, "file:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "file:"))
-	case strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://"):
-		return openSQLite(ctx, dsn)
+// openStore opens the database named by the --db flag db (see package
+// store/dsn for the forms it takes).
+func openStore(ctx context.Context, db string) (store.Store, error) {
+	st, err := dsn.Open(ctx, db)
+	if err != nil {
+		return nil, fmt.Errorf("--db: %w", err)
 	}
-	return nil, fmt.Errorf("--db %q: unknown database; use sqlite:PATH or postgres://USER@HOST/DB", redactDSN(dsn))
-}
-
-func openSQLite(ctx context.Context, path string) (store.Store, error) {
-	if path == "" {
-		return nil, fmt.Errorf("--db sqlite: needs a file path, e.g. sqlite:silentrefresh.db")
-	}
-	return sqlite.Open(ctx, path)
-}
-
-// redactDSN hides a password in a DSN before it is printed.
-func redactDSN(dsn string) string {
-	scheme, rest, ok := strings.Cut(dsn, "://")
-	if !ok {
-		return dsn
-	}
-	creds, host, ok := strings.Cut(rest, "@")
-	if !ok {
-		return dsn
-	}
-	if u, _, hasPass := strings.Cut(creds, ":"); hasPass {
-		return scheme + "://" + u + ":xxxxx@" + host
-	}
-	return dsn
+	return st, nil
 }

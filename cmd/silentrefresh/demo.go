@@ -17,9 +17,11 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/internal/faultproxy"
 	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/server"
+	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -41,7 +43,8 @@ const (
 	// moment later, so that no token the old key signed is still on its way
 	// to a client when the key goes.
 	keyDropStaged = "staged"
-	// keyDropImmediate: RotateSigningKey(ctx, true) at once.
+	// keyDropImmediate: a new key and the old one retired by force at
+	// once (Server.RotateSigningKey, then ForceRetireSigningKeys).
 	keyDropImmediate = "immediate"
 )
 
@@ -69,7 +72,7 @@ func runDemo(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.
 	fs.DurationVar(&f.think, "think", 200*time.Millisecond, "mean pause of a worker between two requests (0: none)")
 	fs.StringVar(&f.timeline, "timeline", "", "write an SVG timeline of the run to this file")
 	fs.BoolVar(&f.json, "json", false, "print the summary as one JSON object (the live view goes to standard error)")
-	fs.StringVar(&f.keyDrop, "key-drop", keyDropImmediate, "how the signing key is dropped: staged (a new key signs first; the old one is deleted once the requests then in flight have ended) or immediate (RotateSigningKey(ctx, true): new key and deletion at once)")
+	fs.StringVar(&f.keyDrop, "key-drop", keyDropImmediate, "how the signing key is dropped: staged (a new key signs first; the old one is deleted once the requests then in flight have ended) or immediate (a new key and the old one retired by force at once)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, `usage: silentrefresh demo [flags]
 
@@ -96,7 +99,7 @@ flags:`)
 	if f.json {
 		live = stderr
 	}
-	tty := loadgen.IsTerminal(live)
+	tty := isTerminal(live)
 
 	dir, err := os.MkdirTemp("", "silentrefresh-demo-")
 	if err != nil {
@@ -172,7 +175,7 @@ flags:`)
 		return fmt.Errorf("demo: %w", err)
 	}
 	defer gen.Close()
-	sc := newScenario(gen, srv, st, proxy, base, f)
+	sc := newScenario(gen, srv, proxy, base, f)
 	if !f.json {
 		sc.intro(out, dbPath, proxyURL)
 	}
@@ -275,7 +278,6 @@ func demoUsers(ctx context.Context, st user.Store, n int) ([]loadgen.Credentials
 type scenario struct {
 	gen   *loadgen.Generator
 	srv   *server.Server
-	keys  token.KeyStore // the server's, to delete a key
 	proxy *faultproxy.Proxy
 	base  string // the server itself, not the proxy
 	f     demoFlags
@@ -290,8 +292,8 @@ type scenario struct {
 	rotatedAgo   time.Duration // how long before the attack the stolen token had been rotated
 }
 
-func newScenario(gen *loadgen.Generator, srv *server.Server, keys token.KeyStore, proxy *faultproxy.Proxy, base string, f demoFlags) *scenario {
-	return &scenario{gen: gen, srv: srv, keys: keys, proxy: proxy, base: base, f: f}
+func newScenario(gen *loadgen.Generator, srv *server.Server, proxy *faultproxy.Proxy, base string, f demoFlags) *scenario {
+	return &scenario{gen: gen, srv: srv, proxy: proxy, base: base, f: f}
 }
 
 // schedule returns when each fault is injected, as offsets from the start.
@@ -325,20 +327,20 @@ func (sc *scenario) intro(w io.Writer, dbPath, proxyURL string) {
 func (sc *scenario) run(ctx context.Context, start time.Time) {
 	keyDrop, dropFrom, dropTo, attack := sc.schedule()
 	gen := sc.gen
-	if !sleepUntil(ctx, start.Add(keyDrop)) {
+	if clock.SleepUntil(ctx, start.Add(keyDrop)) != nil {
 		return
 	}
 	sc.keyErr = sc.dropKey(ctx)
 	sc.keyDropped = sc.keyErr == nil
 
-	if !sleepUntil(ctx, start.Add(dropFrom)) {
+	if clock.SleepUntil(ctx, start.Add(dropFrom)) != nil {
 		return
 	}
 	from := time.Now()
 	sc.proxy.DropAll(true)
 	gen.SetPhase("losing refresh answers")
 	gen.Notef("fault: refresh answers lost after the server rotated, until %.1fs", dropTo.Seconds())
-	ok := sleepUntil(ctx, start.Add(dropTo))
+	ok := clock.SleepUntil(ctx, start.Add(dropTo)) == nil
 	sc.proxy.DropAll(false)
 	sc.dropped = sc.proxy.Stats().Dropped
 	gen.Fault("refresh answers lost", from, time.Now())
@@ -348,7 +350,7 @@ func (sc *scenario) run(ctx context.Context, start time.Time) {
 	}
 	gen.Notef("%d refresh answers were lost; the clients retried with the same token", sc.dropped)
 
-	if !sleepUntil(ctx, start.Add(attack)) {
+	if clock.SleepUntil(ctx, start.Add(attack)) != nil {
 		return
 	}
 	sc.attack(ctx, start)
@@ -363,18 +365,19 @@ func (sc *scenario) dropKey(ctx context.Context) error {
 		gen.SetPhase("signing key dropped")
 		gen.Notef("fault: signing key dropped; every access token in use is now refused")
 		gen.Fault("signing key dropped", now, now)
-		return sc.srv.RotateSigningKey(ctx, true)
+		if _, err := sc.srv.RotateSigningKey(ctx); err != nil {
+			return err
+		}
+		_, err := sc.srv.ForceRetireSigningKeys(ctx)
+		return err
 	}
 	// Staged: a new key signs first; the old one is deleted once every
 	// request then in flight has ended. So no token the old key signed
 	// reaches a client after a request sent before it: the client would
 	// answer that request's 401 by replaying it once with that token,
 	// without refreshing, and fail (see the immediate mode).
-	old, err := sc.keys.SigningKeys(ctx)
+	rot, err := sc.srv.RotateSigningKey(ctx)
 	if err != nil {
-		return err
-	}
-	if err := sc.srv.RotateSigningKey(ctx, false); err != nil {
 		return err
 	}
 	if !gen.WaitInFlight(ctx, 5*time.Second) && ctx.Err() == nil {
@@ -384,13 +387,14 @@ func (sc *scenario) dropKey(ctx context.Context) error {
 	gen.SetPhase("signing key dropped")
 	gen.Notef("fault: old signing key dropped; the access tokens it signed are now refused")
 	gen.Fault("signing key dropped", now, now)
-	for _, k := range old {
-		if err := sc.keys.DeleteSigningKey(ctx, k.ID); err != nil && !errors.Is(err, token.ErrKeyNotFound) {
-			return err
-		}
+	// Early invalidation: the retired keys go before the tokens they
+	// signed have expired.
+	ids := make([]string, len(rot.Retired))
+	for i, k := range rot.Retired {
+		ids[i] = k.ID
 	}
-	// The server reloads its keys: the deleted ones stop verifying.
-	return sc.srv.RotateSigningKey(ctx, false)
+	_, err = sc.srv.ForceRetireSigningKeys(ctx, ids...)
+	return err
 }
 
 // attack replays the attacked user's login refresh token once it has been
@@ -410,7 +414,7 @@ func (sc *scenario) attack(ctx context.Context, start time.Time) {
 		if ok {
 			next = ready
 		}
-		if next.After(deadline) || !sleepUntil(ctx, next) {
+		if next.After(deadline) || clock.SleepUntil(ctx, next) != nil {
 			sc.attackErr = errors.New("the stolen token was not rotated long enough before the end of the run")
 			return
 		}
@@ -469,9 +473,12 @@ func (sc *scenario) check(s *loadgen.Summary) {
 
 	ss := shared.Stats()
 	_, _, sharedEnded := shared.Ended()
+	detail = fmt.Sprintf("%d refreshes, %d adopted from the file by the other process, %d failures", ss.Refreshes, ss.Adoptions, ss.Failures)
+	if ss.FirstError != "" {
+		detail += fmt.Sprintf(" (the first, sent at %.3fs: %s)", ss.FirstErrorAt.Seconds(), ss.FirstError)
+	}
 	s.AddCheck("two processes on one token file: no reuse, no failure",
-		ss.Failures == 0 && !sharedEnded && ss.Adoptions > 0,
-		fmt.Sprintf("%d refreshes, %d adopted from the file by the other process, %d failures", ss.Refreshes, ss.Adoptions, ss.Failures))
+		ss.Failures == 0 && !sharedEnded && ss.Adoptions > 0, detail)
 
 	reuse := int64(-1)
 	if s.ReuseDetections != nil {
@@ -482,7 +489,7 @@ func (sc *scenario) check(s *loadgen.Summary) {
 		detail = "the attack did not run"
 	}
 	s.AddCheck("stolen refresh token replayed after grace: reuse detected once",
-		sc.attacked && sc.attackErr == nil && sc.attackReason == "reused" && reuse == 1, detail)
+		sc.attacked && sc.attackErr == nil && sc.attackReason == string(session.ReasonReused) && reuse == 1, detail)
 
 	_, endErr, ended := victim.Ended()
 	detail = "the attacked session did not end"
@@ -511,21 +518,4 @@ func (sc *scenario) writeTimeline(path string, s loadgen.Summary) error {
 		tl.Rows[victimUser].EndNote = "reuse detected: session revoked → ErrReauthRequired"
 	}
 	return writeSVG(path, tl)
-}
-
-// sleepUntil waits until t or until ctx is done, and reports whether t
-// came.
-func sleepUntil(ctx context.Context, t time.Time) bool {
-	d := time.Until(t)
-	if d <= 0 {
-		return ctx.Err() == nil
-	}
-	tm := time.NewTimer(d)
-	defer tm.Stop()
-	select {
-	case <-tm.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/silentrefresh/silentrefresh/internal/loadgen"
+	"github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )
@@ -95,7 +96,7 @@ flags:`)
 			}
 		}
 		if !f.json {
-			fmt.Fprintf(out, "created %d users %s…%s in %s\n", len(creds), creds[0].Username, creds[len(creds)-1].Username, redactDSN(f.db))
+			fmt.Fprintf(out, "created %d users %s…%s in %s\n", len(creds), creds[0].Username, creds[len(creds)-1].Username, dsn.Redact(f.db))
 		}
 	} else {
 		file, err := os.Open(f.credentials)
@@ -143,7 +144,7 @@ flags:`)
 	watchDone := make(chan struct{})
 	go func() {
 		defer close(watchDone)
-		gen.Watch(watchCtx, live, loadgen.IsTerminal(live))
+		gen.Watch(watchCtx, live, isTerminal(live))
 	}()
 	runErr := gen.Run(ctx)
 	stopWatch()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/web"
 )
 
@@ -108,7 +109,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return fmt.Errorf("serve: %w", err)
 	}
 	return serveUntilDone(ctx, ln, srv, log, f.shutdownTimeout, func() {
-		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", redactDSN(f.db),
+		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", dsn.Redact(f.db),
 			"access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace)
 		fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	})

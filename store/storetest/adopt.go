@@ -12,6 +12,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/claims"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -226,7 +227,7 @@ func testClients(t *testing.T, s *suite) {
 func testEngineScopeAndClaims(t *testing.T, s *suite) {
 	ctx := context.Background()
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	if err := token.EnsureSigningKey(ctx, st, T0); err != nil {
 		t.Fatal(err)
 	}
