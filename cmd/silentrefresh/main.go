@@ -2,6 +2,8 @@
 //
 //	silentrefresh serve      run the server
 //	silentrefresh user add   create a user
+//	silentrefresh user claims set the claims of a user's tokens
+//	silentrefresh client     register OAuth2 clients
 //	silentrefresh demo       the whole story in one command
 //	silentrefresh load       drive a running deployment
 //
@@ -33,7 +35,8 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
-		{"user", "manage users (user add)", runUser},
+		{"user", "manage users (user add, user claims)", runUser},
+		{"client", "manage OAuth2 clients (client add, list, remove)", runClient},
 		{"demo", "the whole story in one command", runDemo},
 		{"load", "drive a running deployment", runLoad},
 	}

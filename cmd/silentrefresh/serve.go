@@ -25,6 +25,7 @@ type serveFlags struct {
 	sessionTTL, grace          time.Duration
 	allowedOrigins             stringList
 	shutdownTimeout            time.Duration
+	adopt                      adoptFlags
 }
 
 // stringList is a repeatable string flag.
@@ -55,6 +56,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	f.adopt.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
 		fs.PrintDefaults()
@@ -94,7 +96,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if grace == 0 {
 		grace = -1 // --grace 0: no grace window at all
 	}
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		Store:          st,
 		Issuer:         f.issuer,
 		AccessTTL:      f.accessTTL,
@@ -104,7 +106,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		AllowedOrigins: f.allowedOrigins,
 		Logger:         log,
 		Assets:         web.Handler(),
-	})
+	}
+	if err := f.adopt.apply(&cfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
