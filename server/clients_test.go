@@ -91,6 +91,18 @@ func TestConfidentialClientAuthentication(t *testing.T) {
 			}
 		})
 	}
+	// A stolen refresh token of a confidential client is useless without
+	// its secret: not on the token endpoint without client_id, not as
+	// another client, not on the JSON API.
+	for _, r := range []response{
+		e.postForm("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}}),
+		e.postForm("/oauth2/token", url.Values{"grant_type": {"refresh_token"}, "refresh_token": {rt}, "client_id": {"someapp"}}),
+		e.refresh(rt),
+	} {
+		if r.body["error"] != "invalid_grant" || r.body["error_description"] != "client_mismatch" {
+			t.Errorf("refresh of a confidential client's token without its secret: %d %s", r.status, r.raw)
+		}
+	}
 	if n := e.count("refresh_tokens"); n != families {
 		t.Fatalf("refused client requests changed the store: %d → %d tokens", families, n)
 	}

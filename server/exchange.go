@@ -59,7 +59,7 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.exchange(r, *req.Assertion, "", req.Scope)
+	g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_grant" {
 		ae.Status = http.StatusUnauthorized // as the JSON API's refresh answers it
@@ -72,13 +72,13 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 }
 
 // jwtBearerGrant is RFC 7523 section 2.1 at the token endpoint.
-func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map[string]string, cid, scope string) {
+func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map[string]string, cl caller, scope string) {
 	raw := form["assertion"]
 	if raw == "" {
 		writeError(w, badRequest("invalid_request", "the jwt-bearer grant needs assertion"))
 		return
 	}
-	g, err := s.exchange(r, raw, cid, scope)
+	g, err := s.exchange(r, raw, cl, scope)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -88,7 +88,7 @@ func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map
 
 // exchange validates an assertion and opens its session. Its errors are
 // *apiError for the client's mistakes and others for internalError.
-func (s *Server) exchange(r *http.Request, raw, cid, scope string) (session.Grant, error) {
+func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) (session.Grant, error) {
 	if s.assertions == nil {
 		return session.Grant{}, badRequest("unsupported_grant_type", "this server trusts no assertion issuers (serve --trusted-issuer)")
 	}
@@ -102,7 +102,7 @@ func (s *Server) exchange(r *http.Request, raw, cid, scope string) (session.Gran
 	case err != nil:
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cid, scope)
+	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope)
 	if err != nil {
 		return session.Grant{}, err
 	}
@@ -114,8 +114,10 @@ func (s *Server) exchange(r *http.Request, raw, cid, scope string) (session.Gran
 // openSession opens the session of an identity. A malformed scope is an
 // *apiError; claims that cannot go into a token come from the
 // Authenticator, not the client, and are the server's error.
-func (s *Server) openSession(r *http.Request, id Identity, cid, scope string) (session.Grant, error) {
-	l := session.Login{Subject: id.Subject, ClientID: cid, Attributes: session.Attributes{Scope: scope, LiveClaims: id.LiveClaims}}
+func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope string) (session.Grant, error) {
+	l := session.Login{Subject: id.Subject, ClientID: cl.ID, Attributes: session.Attributes{
+		Scope: scope, LiveClaims: id.LiveClaims, ConfidentialClient: cl.Authenticated,
+	}}
 	if id.LiveClaims {
 		l.SubjectClaims = id.Claims
 	} else {

@@ -53,7 +53,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.login(r, *req.Username, *req.Password, "", "")
+	g, err := s.login(r, *req.Username, *req.Password, caller{}, "")
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -63,15 +63,15 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 
 // login authenticates and opens a session. Its errors are *apiError for the
 // client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password, clientID, scope string) (session.Grant, error) {
+func (s *Server) login(r *http.Request, username, password string, cl caller, scope string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
-	id, err := s.authenticate(r, username, password, clientID)
+	id, err := s.authenticate(r, username, password, cl.ID)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, id, clientID, scope)
+	g, err := s.openSession(r, id, cl, scope)
 	if err != nil {
 		return session.Grant{}, err
 	}

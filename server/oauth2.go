@@ -43,7 +43,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the password grant needs username and password"))
 			return
 		}
-		s.passwordGrant(w, r, username, password, cid, scope)
+		s.passwordGrant(w, r, username, password, cl, scope)
 	case "refresh_token":
 		rt := form["refresh_token"]
 		if rt == "" {
@@ -67,7 +67,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			s.writeOAuth2Grant(w, g)
 		}
 	case GrantTypeJWTBearer:
-		s.jwtBearerGrant(w, r, form, cid, scope)
+		s.jwtBearerGrant(w, r, form, cl, scope)
 	case "":
 		writeError(w, badRequest("invalid_request", "grant_type is required"))
 	default:
@@ -77,8 +77,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password, cid, scope string) {
-	g, err := s.login(r, username, password, cid, scope)
+func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope string) {
+	g, err := s.login(r, username, password, cl, scope)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")

@@ -20,6 +20,13 @@ type Attributes struct {
 	// for the subject as a built-in user at the time it is minted, so that
 	// a change to them reaches the session at its next refresh.
 	LiveClaims bool
+	// ConfidentialClient is true for a session opened by a confidential
+	// client that authenticated (Family.ClientID): only a refresh that
+	// names that client, which the server passes only once the client has
+	// authenticated, may rotate its tokens. A refresh without it is refused
+	// (ReasonClientMismatch), so a stolen refresh token of a confidential
+	// client is useless without the client's secret.
+	ConfidentialClient bool
 }
 
 // DefaultAttributes are the attributes of a family for which none were
@@ -29,7 +36,7 @@ var DefaultAttributes = Attributes{LiveClaims: true}
 
 // empty reports whether a are the DefaultAttributes, which need no row.
 func (a Attributes) isDefault() bool {
-	return a.Scope == "" && len(a.Claims) == 0 && a.LiveClaims
+	return a.Scope == "" && len(a.Claims) == 0 && a.LiveClaims && !a.ConfidentialClient
 }
 
 // TokenInfo is one refresh token as a lookup reads it, without locks: the

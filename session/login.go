@@ -89,6 +89,9 @@ func (e *Engine) RefreshScoped(ctx context.Context, refreshToken, clientID, scop
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	}
+	if info.Attributes.ConfidentialClient && clientID != info.Family.ClientID {
+		return Grant{}, &GrantError{Reason: ReasonClientMismatch, SessionID: info.Family.ID}
+	}
 	narrowed, err := narrowScope(scope, info.Attributes.Scope)
 	if err != nil {
 		return Grant{}, err

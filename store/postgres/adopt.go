@@ -21,12 +21,13 @@ func (s *Store) PutAttributes(ctx context.Context, familyID string, a session.At
 		return fmt.Errorf("postgres: put attributes: %w", err)
 	}
 	const q = `
-INSERT INTO family_attributes (family_id, scope, claims, live_claims)
-SELECT id, $2, $3::jsonb, $4 FROM families WHERE id = $1
-ON CONFLICT (family_id) DO UPDATE SET scope = excluded.scope, claims = excluded.claims, live_claims = excluded.live_claims`
+INSERT INTO family_attributes (family_id, scope, claims, live_claims, confidential)
+SELECT id, $2, $3::jsonb, $4, $5 FROM families WHERE id = $1
+ON CONFLICT (family_id) DO UPDATE SET scope = excluded.scope, claims = excluded.claims,
+	live_claims = excluded.live_claims, confidential = excluded.confidential`
 	var n int64
 	err = s.do(ctx, "put attributes", true, func(ctx context.Context) error {
-		tag, err := s.pool.Exec(ctx, q, familyID, a.Scope, string(cl), a.LiveClaims)
+		tag, err := s.pool.Exec(ctx, q, familyID, a.Scope, string(cl), a.LiveClaims, a.ConfidentialClient)
 		n = tag.RowsAffected()
 		return err
 	})
@@ -46,7 +47,7 @@ func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.Toke
 SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
        f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
        a.family_id IS NOT NULL, COALESCE(a.scope, ''), COALESCE(a.claims::text, '{}'), COALESCE(a.live_claims, true),
-       u.claims::text
+       COALESCE(a.confidential, false), u.claims::text
 FROM refresh_tokens t
 JOIN families f ON f.id = t.family_id
 LEFT JOIN family_attributes a ON a.family_id = f.id
@@ -63,7 +64,7 @@ WHERE t.hash = $1`
 		return s.pool.QueryRow(ctx, q, tokenHash).Scan(
 			&in.Token.FamilyID, &in.Token.Generation, &in.Token.IssuedAt, &in.Token.ExpiresAt, &consumed, &in.Token.SuccessorHash,
 			&in.Family.Subject, &in.Family.ClientID, &in.Family.CreatedAt, &in.Family.ExpiresAt, &fRevoked, &in.Family.RevokeReason,
-			&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &userClaims)
+			&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &in.Attributes.ConfidentialClient, &userClaims)
 	})
 	if noRows(err) {
 		return session.TokenInfo{}, fmt.Errorf("postgres: lookup token: %w", session.ErrNotFound)

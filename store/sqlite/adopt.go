@@ -22,10 +22,11 @@ func (s *Store) PutAttributes(ctx context.Context, familyID string, a session.At
 		return fmt.Errorf("sqlite: put attributes: %w", err)
 	}
 	const q = `
-		INSERT INTO family_attributes (family_id, scope, claims, live_claims)
-		SELECT id, ?, ?, ? FROM families WHERE id = ?
-		ON CONFLICT (family_id) DO UPDATE SET scope = excluded.scope, claims = excluded.claims, live_claims = excluded.live_claims`
-	res, err := s.ws.exec(ctx, nil, q, a.Scope, string(cl), a.LiveClaims, familyID)
+		INSERT INTO family_attributes (family_id, scope, claims, live_claims, confidential)
+		SELECT id, ?, ?, ?, ? FROM families WHERE id = ?
+		ON CONFLICT (family_id) DO UPDATE SET scope = excluded.scope, claims = excluded.claims,
+			live_claims = excluded.live_claims, confidential = excluded.confidential`
+	res, err := s.ws.exec(ctx, nil, q, a.Scope, string(cl), a.LiveClaims, a.ConfidentialClient, familyID)
 	if err != nil {
 		return wrap("put attributes", err)
 	}
@@ -44,7 +45,7 @@ func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.Toke
 		SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
 		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
 		       a.family_id IS NOT NULL, COALESCE(a.scope, ''), COALESCE(a.claims, '{}'), COALESCE(a.live_claims, 1),
-		       u.claims
+		       COALESCE(a.confidential, 0), u.claims
 		FROM refresh_tokens t
 		JOIN families f ON f.id = t.family_id
 		LEFT JOIN family_attributes a ON a.family_id = f.id
@@ -61,7 +62,7 @@ func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.Toke
 	err := s.rs.queryRow(ctx, nil, q, tokenHash).Scan(
 		&in.Token.FamilyID, &in.Token.Generation, &tIssued, &tExp, &tConsumed, &in.Token.SuccessorHash,
 		&in.Family.Subject, &in.Family.ClientID, &fCreated, &fExp, &fRevoked, &in.Family.RevokeReason,
-		&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &userClaims,
+		&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &in.Attributes.ConfidentialClient, &userClaims,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.TokenInfo{}, fmt.Errorf("sqlite: lookup token: %w", session.ErrNotFound)

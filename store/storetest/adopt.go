@@ -44,7 +44,7 @@ func testAttributes(t *testing.T, s *suite) {
 	equalFamily(t, in.Family, f)
 	equalToken(t, in.Token, first)
 
-	a := session.Attributes{Scope: "read write", Claims: claims.Set{"roles": []any{"admin"}, "tenant": "acme"}}
+	a := session.Attributes{Scope: "read write", Claims: claims.Set{"roles": []any{"admin"}, "tenant": "acme"}, ConfidentialClient: true}
 	if err := st.PutAttributes(ctx, f.ID, a); err != nil {
 		t.Fatalf("PutAttributes: %v", err)
 	}
@@ -307,6 +307,19 @@ func testEngineScopeAndClaims(t *testing.T, s *suite) {
 	}
 	if c := decode(g5); !reflect.DeepEqual(c.Extra, map[string]any{"tenant": "acme"}) || c.Scope != "" {
 		t.Errorf("assertion session after refresh: extra %v scope %q", c.Extra, c.Scope)
+	}
+	// A confidential client's session is refreshed by that client alone.
+	g6, err := e.LoginWith(ctx, session.Login{Subject: "u-1", ClientID: "backend", Attributes: session.Attributes{ConfidentialClient: true, LiveClaims: true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, cid := range []string{"", "other"} {
+		if _, err := e.Refresh(ctx, g6.RefreshToken, cid); reasonOf(err) != session.ReasonClientMismatch {
+			t.Errorf("refresh of a confidential session as %q = %v, want client_mismatch", cid, err)
+		}
+	}
+	if _, err := e.Refresh(ctx, g6.RefreshToken, "backend"); err != nil {
+		t.Errorf("refresh by its own client: %v", err)
 	}
 	// Reserved claims and bad scopes never open a session.
 	for _, l := range []session.Login{

@@ -7,7 +7,10 @@ CREATE TABLE family_attributes (
     family_id   text PRIMARY KEY REFERENCES families (id) ON DELETE CASCADE,
     scope       text NOT NULL DEFAULT '',
     claims      jsonb NOT NULL DEFAULT '{}',
-    live_claims boolean NOT NULL DEFAULT true
+    live_claims boolean NOT NULL DEFAULT true,
+    -- Opened by an authenticated confidential client, which alone may
+    -- refresh it.
+    confidential boolean NOT NULL DEFAULT false
 );
 
 CREATE TABLE user_claims (

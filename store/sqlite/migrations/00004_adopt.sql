@@ -7,7 +7,10 @@ CREATE TABLE family_attributes (
     family_id   TEXT    NOT NULL PRIMARY KEY REFERENCES families (id) ON DELETE CASCADE,
     scope       TEXT    NOT NULL DEFAULT '',
     claims      TEXT    NOT NULL DEFAULT '{}', -- JSON object
-    live_claims INTEGER NOT NULL DEFAULT 1 CHECK (live_claims IN (0, 1))
+    live_claims INTEGER NOT NULL DEFAULT 1 CHECK (live_claims IN (0, 1)),
+    -- Opened by an authenticated confidential client, which alone may
+    -- refresh it.
+    confidential INTEGER NOT NULL DEFAULT 0 CHECK (confidential IN (0, 1))
 ) STRICT;
 
 CREATE TABLE user_claims (
