@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,4 +271,42 @@ func serveOnce(t *testing.T, srv http.Handler, path, body string) *httptest.Resp
 	rec := httptest.NewRecorder()
 	srv.ServeHTTP(rec, req)
 	return rec
+}
+
+// TestJWTBearerConcurrentReplay: one assertion sent 16 times at once opens
+// exactly one session.
+func TestJWTBearerConcurrentReplay(t *testing.T) {
+	e, a := newExchangeEnv(t)
+	raw := a.sign("user-1")
+	families := e.count("families")
+	codes := make([]int, 16)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range codes {
+		wg.Go(func() {
+			<-start
+			res, err := http.Post(e.http.URL+"/api/auth/exchange", "application/json", strings.NewReader(`{"assertion":"`+raw+`"}`))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			res.Body.Close()
+			codes[i] = res.StatusCode
+		})
+	}
+	close(start)
+	wg.Wait()
+	ok := 0
+	for _, c := range codes {
+		switch c {
+		case 200:
+			ok++
+		case 401:
+		default:
+			t.Errorf("status %d", c)
+		}
+	}
+	if ok != 1 || e.count("families") != families+1 {
+		t.Fatalf("%d exchanges succeeded and %d sessions opened, want 1 and 1", ok, e.count("families")-families)
+	}
 }
