@@ -97,7 +97,7 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) 
 	switch {
 	case errors.As(err, &ae):
 		s.metrics.logins.WithLabelValues("invalid_assertion").Inc()
-		s.log.Info("assertion refused", "rule", ae.Rule, "reason", ae.Reason, "remote", clientAddr(r))
+		s.log.Info("assertion refused", "rule", ae.Rule, "reason", ae.Reason, "remote", s.clientAddr(r))
 		return session.Grant{}, badRequest("invalid_grant", "%s", ae.Description())
 	case err != nil:
 		return session.Grant{}, err

@@ -67,6 +67,11 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
+	// Before the limits: an oversized password is a malformed request,
+	// not a guess, and is never hashed.
+	if len(password) > user.MaxPasswordLen {
+		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
+	}
 	id, err := s.authenticate(r, username, password, cl.ID)
 	if err != nil {
 		return session.Grant{}, err

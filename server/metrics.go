@@ -56,7 +56,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{LabelOutcome}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricLogins,
-			Help: "Password logins by outcome: success, invalid_credentials, rate_limited, error.",
+			Help: "Password logins by outcome: " + strings.Join(loginOutcomes, ", ") + ".",
 		}, []string{LabelOutcome}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricLogouts,
@@ -77,7 +77,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch)} {
 		m.refreshes.WithLabelValues(o)
 	}
-	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
+	for _, o := range loginOutcomes {
 		m.logins.WithLabelValues(o)
 	}
 	for _, o := range bearer.Results {
