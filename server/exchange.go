@@ -2,7 +2,10 @@ package server
 
 import (
 	"errors"
+	"fmt"
 	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/claims"
@@ -11,6 +14,25 @@ import (
 
 // GrantTypeJWTBearer is the grant_type of RFC 7523 section 2.1.
 const GrantTypeJWTBearer = "urn:ietf:params:oauth:grant-type:jwt-bearer"
+
+// assertionAccepted is the outcome of an assertion that opened a session;
+// refusals are "rule_N", N the rule of RFC 7523 section 3.
+const assertionAccepted = "accepted"
+
+// newAssertionMetric registers silentrefresh_assertion_total{outcome}.
+func newAssertionMetric(reg prometheus.Registerer) *prometheus.CounterVec {
+	c := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "silentrefresh_assertion_total",
+		Help: "JWT bearer assertions (RFC 7523) by outcome: accepted, rule_1 to rule_10 (the rule of section 3 that refused it), error.",
+	}, []string{"outcome"})
+	c.WithLabelValues(assertionAccepted)
+	c.WithLabelValues(outcomeError)
+	for rule := 1; rule <= 10; rule++ {
+		c.WithLabelValues(fmt.Sprintf("rule_%d", rule))
+	}
+	reg.MustRegister(c)
+	return c
+}
 
 // newAssertionValidator is the validator of Config.TrustedIssuers, or nil
 // when there are none. An assertion's aud must name the issuer or the token
@@ -96,17 +118,19 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) 
 	var ae *assertion.Error
 	switch {
 	case errors.As(err, &ae):
-		s.metrics.logins.WithLabelValues("invalid_assertion").Inc()
+		s.assertionTotal.WithLabelValues(fmt.Sprintf("rule_%d", ae.Rule)).Inc()
 		s.log.Info("assertion refused", "rule", ae.Rule, "reason", ae.Reason, "remote", s.clientAddr(r))
 		return session.Grant{}, badRequest("invalid_grant", "%s", ae.Description())
 	case err != nil:
+		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
 	}
 	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope)
 	if err != nil {
+		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
 	}
-	s.metrics.logins.WithLabelValues("assertion").Inc()
+	s.assertionTotal.WithLabelValues(assertionAccepted).Inc()
 	s.log.Info("assertion exchanged", "iss", a.Issuer.Name, "sub", g.Family.Subject, "sid", g.Family.ID)
 	return g, nil
 }

@@ -231,6 +231,9 @@ func TestJWTBearerRefusals(t *testing.T) {
 		expectError(t, r, tc.status, tc.code)
 	}
 	expectError(t, e.postForm("/oauth2/token", url.Values{"grant_type": {server.GrantTypeJWTBearer}}), 400, "invalid_request")
+	if got := e.metric(`silentrefresh_assertion_total{outcome="rule_7"}`); got != "4" {
+		t.Errorf("rule_7 refusals counted %s, want 4 (no jti and replayed, on both endpoints)", got)
+	}
 	if f, j := e.count("families"), e.count("assertion_jtis"); f != families || j != jtis {
 		t.Fatalf("refused assertions changed the store: families %d→%d, jtis %d→%d", families, f, jtis, j)
 	}

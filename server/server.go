@@ -117,7 +117,8 @@ type Server struct {
 	handler  http.Handler
 	// assertions validates JWT bearer assertions; nil without
 	// Config.TrustedIssuers.
-	assertions *assertion.Validator
+	assertions     *assertion.Validator
+	assertionTotal *prometheus.CounterVec
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -191,6 +192,7 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		refusals: &refusalLog{log: cfg.Logger, every: refusalLogInterval},
 		userTag:  newUserTagger(),
 	}
+	s.assertionTotal = newAssertionMetric(cfg.Registry)
 	if s.assertions, err = newAssertionValidator(cfg); err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
