@@ -16,7 +16,7 @@ const backendSecret = "s3cret-s3cret-s3cret-s3cret-s3cret-42"
 
 // addClients registers a confidential "backend" (scopes read, write), a
 // public "spa" and returns nothing; they live in the env's database.
-func addClients(t *testing.T, e *env) {
+func addClients(t testing.TB, e *env) {
 	t.Helper()
 	h, err := registry.HashSecret(backendSecret)
 	if err != nil {
