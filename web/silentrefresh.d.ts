@@ -74,7 +74,7 @@ export interface ClientOptions {
   /** fetch credentials for the auth calls. Default 'same-origin' in cookie mode; use 'include' for a cross-origin server. */
   credentials?: RequestCredentials;
   /** Endpoint paths, relative to baseUrl. */
-  paths?: Partial<{ login: string; refresh: string; logout: string; heartbeat: string }>;
+  paths?: Partial<{ login: string; exchange: string; refresh: string; logout: string; heartbeat: string }>;
   /** Whether a request URL gets the access token. Default: same origin as baseUrl. */
   shouldAttach?: (url: string) => boolean;
   /** The fetch to use. Default: globalThis.fetch. */
@@ -154,6 +154,8 @@ export interface SilentRefreshClient {
   (input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   /** Logs in; in cookie mode asks the server for the refresh-token cookie. */
   login(username: string, password: string, extra?: Record<string, unknown>): Promise<Tokens>;
+  /** Exchanges a JWT bearer assertion (RFC 7523) signed by your backend for a session (POST /api/auth/exchange); in cookie mode asks for the cookie. */
+  exchange(assertion: string, extra?: { scope?: string } & Record<string, unknown>): Promise<Tokens>;
   /** Forgets the tokens here and in every tab, and revokes the session. Resolves false if the server was not reached. */
   logout(): Promise<boolean>;
   /** This tab's tokens, or null. */
