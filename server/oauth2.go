@@ -51,7 +51,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g, err := s.engine.RefreshScoped(r.Context(), rt, cid, scope)
-		s.observeRefresh(g, err)
+		s.observeRefresh(r, g, err)
 		var (
 			ge *session.GrantError
 			se *session.ScopeError
