@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"net"
+	"net/url"
 	"os"
 	"strings"
 
@@ -58,7 +60,8 @@ func (i Issuer) check() error {
 //	NAME=/etc/app/jwks.json                               a JWKS file
 //	NAME=hs256:/etc/app/assertion.key                     an HS256 secret file
 //
-// The JWKS of a file is read now, that of a URL at the first assertion. The
+// The JWKS of a file is read now, that of a URL at the first assertion. A
+// URL must be https, unless its host is a loopback address. The
 // secret file's content is the secret, less one trailing newline; it must
 // be at least MinHMACKeyLen bytes.
 func ParseIssuer(flag string) (Issuer, error) {
@@ -80,6 +83,13 @@ func ParseIssuer(flag string) (Issuer, error) {
 		}
 		iss.Keys = ks
 	case strings.HasPrefix(src, "https://"), strings.HasPrefix(src, "http://"):
+		u, err := url.Parse(src)
+		if err != nil || u.Host == "" {
+			return Issuer{}, fmt.Errorf("assertion: trusted issuer %q: bad JWKS URL %q", name, src)
+		}
+		if u.Scheme == "http" && !loopback(u.Hostname()) {
+			return Issuer{}, fmt.Errorf("assertion: trusted issuer %q: a JWKS URL must be https (http only on a loopback address): keys fetched in the clear can be replaced on the way", name)
+		}
 		iss.Keys = NewRemoteKeySet(src, nil)
 	default:
 		b, err := os.ReadFile(src)
@@ -93,4 +103,13 @@ func ParseIssuer(flag string) (Issuer, error) {
 		iss.Keys = NewStaticKeySet(keys...)
 	}
 	return iss, nil
+}
+
+// loopback reports whether host names this machine.
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }

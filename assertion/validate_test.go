@@ -300,6 +300,14 @@ func TestParseJWKSRefusesBadKeys(t *testing.T) {
 	if _, err := assertion.ParseIssuer("noequals"); err == nil {
 		t.Error("issuer without = accepted")
 	}
+	if _, err := assertion.ParseIssuer("app=http://keys.example.com/jwks.json"); err == nil || !strings.Contains(err.Error(), "https") {
+		t.Errorf("a plain-http JWKS URL on another host: %v", err)
+	}
+	for _, ok := range []string{"app=https://keys.example.com/jwks.json", "app=http://127.0.0.1:9/jwks.json", "app=http://localhost:9/jwks.json", "app=http://[::1]:9/jwks.json"} {
+		if _, err := assertion.ParseIssuer(ok); err != nil {
+			t.Errorf("%s: %v", ok, err)
+		}
+	}
 }
 
 // FuzzValidate feeds arbitrary strings to the parser: never a panic, and

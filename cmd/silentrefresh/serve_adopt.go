@@ -26,10 +26,10 @@ func (r *repeated) String() string     { return strings.Join(*r, " ") }
 func (r *repeated) Set(v string) error { *r = append(*r, v); return nil }
 
 func (a *adoptFlags) register(fs *flag.FlagSet) {
-	fs.Var(&a.trusted, "trusted-issuer", "trust JWT bearer assertions (RFC 7523) of an issuer: NAME=JWKS_FILE_OR_URL, or NAME=hs256:SECRET_FILE (repeatable); NAME is their iss")
+	fs.Var(&a.trusted, "trusted-issuer", "trust JWT bearer assertions (RFC 7523) of an issuer: NAME=JWKS_FILE_OR_URL (https, or http on loopback), or NAME=hs256:SECRET_FILE (repeatable); NAME is their iss")
 	fs.Var(&a.assertionClaims, "assertion-claims", "claims copied from an issuer's assertions into access tokens: NAME=roles,tenant (repeatable)")
 	fs.Var(&a.rawSubject, "raw-subject", "make the session subject of an issuer's assertions their sub as it is, not NAME|sub (repeatable)")
-	fs.BoolVar(&a.registeredOnly, "registered-clients-only", false, "refuse token requests from clients not registered with 'silentrefresh client add'")
+	fs.BoolVar(&a.registeredOnly, "registered-clients-only", false, "refuse /oauth2/ requests from clients not registered with 'silentrefresh client add' (the JSON API stays open)")
 }
 
 // apply reads the flags into cfg, or says which one is wrong.
