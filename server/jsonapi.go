@@ -80,6 +80,15 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	if err != nil {
 		return session.Grant{}, err
 	}
+	if id.LiveClaims {
+		// A built-in user (UserTable): close the race with an operator
+		// disabling or deleting it.
+		if err := s.afterLogin(r.Context(), id.Subject, g); err != nil {
+			return session.Grant{}, err
+		}
+	} else if len(g.Evicted) > 0 {
+		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
+	}
 	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID)
 	return g, nil
 }
@@ -146,12 +155,20 @@ func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok strin
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	var req refreshRequest
+	var req logoutRequest
 	if r.ContentLength != 0 {
 		if e := decodeJSON(w, r, &req); e != nil {
 			writeError(w, e)
 			return
 		}
+	}
+	if all, e := logoutAll(r, req.All); e != nil || all {
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		s.logoutEverywhere(w, r, req.RefreshToken)
+		return
 	}
 	if req.RefreshToken != nil || hasRefreshCookie(r) {
 		rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)

@@ -21,6 +21,8 @@ const (
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 	DefaultSessionTTL = 30 * 24 * time.Hour
 	DefaultGrace      = 10 * time.Second
+
+	DefaultMaxSessionsPerUser = 100
 )
 
 // PublicClientID is the client_id claim of access tokens from a login that
@@ -41,6 +43,10 @@ type Config struct {
 	// presented again and answered with the same successor. Zero means
 	// 10s; a negative value turns the grace window off.
 	Grace time.Duration
+	// MaxSessionsPerUser caps the live sessions of one subject: a login
+	// past it revokes the least recently refreshed one. Zero means 100; a
+	// negative value means no cap.
+	MaxSessionsPerUser int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -70,6 +76,9 @@ type Grant struct {
 	Family           Family
 	Outcome          Outcome
 	Scope            string // the scope of AccessToken; "" for none
+	// Evicted are the sessions a login revoked to stay within
+	// Config.MaxSessionsPerUser; nil for a refresh.
+	Evicted []string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -143,6 +152,9 @@ func NewEngine(ctx context.Context, st Store, m Minter, cfg Config) (*Engine, er
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -171,7 +183,8 @@ func (e *Engine) now() time.Time {
 
 // Login opens a new family for subject and returns its first tokens. Its
 // tokens carry the subject's user claims (DefaultAttributes); LoginWith
-// sets scope and claims.
+// sets scope and claims. A login past Config.MaxSessionsPerUser revokes the
+// subject's least recently refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
 	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes})
 }
@@ -196,13 +209,19 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 		IssuedAt:  now,
 		ExpiresAt: e.refreshExpiry(now, fam),
 	}
-	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
+	evicted, err := e.store.CreateFamilyCapped(ctx, fam, first, e.cfg.MaxSessionsPerUser, RevokeSessionCap)
+	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
 	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
 		return Grant{}, err
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mintAttrs(l.Attributes, l.SubjectClaims, ""))
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mintAttrs(l.Attributes, l.SubjectClaims, ""))
+	if err != nil {
+		return Grant{}, err
+	}
+	g.Evicted = evicted
+	return g, nil
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,

@@ -22,6 +22,7 @@ type Store interface {
 	user.ClaimStore
 	registry.Store
 	assertion.ReplayStore
+	Accounts
 	// Ping reports whether the database can be reached.
 	Ping(ctx context.Context) error
 	// Close releases the database.

@@ -1,9 +1,10 @@
 // Command silentrefresh runs the silentrefresh server and its tools:
 //
 //	silentrefresh serve      run the server
-//	silentrefresh user add   create a user
-//	silentrefresh user claims set the claims of a user's tokens
-//	silentrefresh client     register OAuth2 clients
+//	silentrefresh user       manage users: add, list, disable, enable, delete, passwd, claims
+//	silentrefresh session    list and revoke the sessions of a user
+//	silentrefresh keys       list, rotate and retire the signing keys
+//	silentrefresh client     register OAuth2 clients: add, list, remove
 //	silentrefresh demo       the whole story in one command
 //	silentrefresh load       drive a running deployment
 //
@@ -35,8 +36,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
-		{"user", "manage users (user add, user claims)", runUser},
-		{"client", "manage OAuth2 clients (client add, list, remove)", runClient},
+		{"user", "manage users (add, list, disable, enable, delete, passwd, claims)", runUser},
+		{"session", "list and revoke the sessions of a user (list, revoke)", runSession},
+		{"keys", "list, rotate and retire the signing keys", runKeys},
+		{"client", "manage OAuth2 clients (add, list, remove)", runClient},
 		{"demo", "the whole story in one command", runDemo},
 		{"load", "drive a running deployment", runLoad},
 	}
@@ -80,7 +83,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: silentrefresh <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'silentrefresh <command> -h' for the flags of a command.")
 }

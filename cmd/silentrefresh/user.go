@@ -19,8 +19,7 @@ func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr
 		return runUserClaims(ctx, args[1:], stdout, stderr)
 	}
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, "usage: silentrefresh user add --db DSN --username NAME --password-stdin")
-		return errors.New("user: the only subcommand is add")
+		return runUserOp(ctx, args, stdin, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
 	fs.SetOutput(stderr)
