@@ -34,7 +34,7 @@ type Attributes struct {
 // before attributes existed.
 var DefaultAttributes = Attributes{LiveClaims: true}
 
-// empty reports whether a are the DefaultAttributes, which need no row.
+// isDefault reports whether a are the DefaultAttributes, which need no row.
 func (a Attributes) isDefault() bool {
 	return a.Scope == "" && len(a.Claims) == 0 && a.LiveClaims && !a.ConfidentialClient
 }
