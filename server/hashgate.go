@@ -32,8 +32,11 @@ type hashGate struct {
 }
 
 // initialHoldEstimate is the slot time assumed before any was measured:
-// argon2id with user.DefaultParams on one core of a small server.
-const initialHoldEstimate = 50 * time.Millisecond
+// argon2id with user.DefaultParams on one core. The estimate follows the
+// measured times within a few logins; until then, an estimate too low has
+// a few logins wait for a slot only to be refused when maxWait is over,
+// and one too high refuses logins that could have waited.
+const initialHoldEstimate = 25 * time.Millisecond
 
 func newHashGate(slots int, maxWait time.Duration) *hashGate {
 	g := &hashGate{slots: make(chan struct{}, slots), maxWait: maxWait}
@@ -74,7 +77,7 @@ func (g *hashGate) releaser() func() {
 	return func() {
 		d := int64(time.Since(start))
 		old := g.held.Load()
-		g.held.Store(old + (d-old)/8) // a lost update only delays the estimate
+		g.held.Store(old + (d-old)/4) // a lost update only delays the estimate
 		<-g.slots
 	}
 }

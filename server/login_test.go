@@ -84,8 +84,9 @@ func TestConcurrentGuessesCannotOverrunTheLimit(t *testing.T) {
 		c.LoginLimitPerClient = c.LoginLimit
 	})
 	got := e.concurrentLogins(60, testUser, "wrong guess")
-	if got[401] == 0 || got[401] > 10 || got[401]+got[429] != 60 {
-		t.Fatalf("statuses %v; want at most 10 × 401 (one hash each) and the rest 429", got)
+	// 503s (no hash slot in time) tested no password either.
+	if got[401] == 0 || got[401] > 10 || got[401]+got[429]+got[503] != 60 {
+		t.Fatalf("statuses %v; want at most 10 × 401 (one hash each) and the rest 429 or 503", got)
 	}
 	if n := e.metric(`silentrefresh_login_total{outcome="invalid_credentials"}`); n != strconv.Itoa(got[401]) {
 		t.Fatalf("%s passwords tested, %d answered 401", n, got[401])

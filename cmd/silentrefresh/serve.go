@@ -27,6 +27,7 @@ type serveFlags struct {
 	allowedOrigins             stringList
 	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
+	passwordHashes             int
 }
 
 // stringList is a repeatable string flag.
@@ -86,6 +87,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&f.grace, "grace", session.DefaultGrace, "grace window in which a rotated refresh token is answered with the same successor (0 turns it off)")
 	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
+	fs.IntVar(&f.passwordHashes, "password-hashes", 0, "most password hashes computed at once; logins beyond are answered 503 with Retry-After (0: one per core)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
 	fs.Usage = func() {
@@ -100,6 +102,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if err := positive(map[string]time.Duration{"access-ttl": f.accessTTL, "refresh-ttl": f.refreshTTL, "session-ttl": f.sessionTTL}); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if f.passwordHashes < 0 {
+		return fmt.Errorf("serve: --password-hashes must not be negative, got %d", f.passwordHashes)
 	}
 	if f.grace < 0 {
 		return fmt.Errorf("serve: --grace must not be negative, got %v", f.grace)
@@ -136,6 +141,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		Grace:          grace,
 		AllowedOrigins: f.allowedOrigins,
 		TrustedProxies: f.trustedProxies,
+		PasswordHashes: f.passwordHashes,
 		Logger:         log,
 		Assets:         web.Handler(),
 	})
