@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -241,4 +242,24 @@ func TestLogsNoTokens(t *testing.T) {
 			}
 		}
 	})
+}
+
+// An option a refresher cannot honour does not compile with it: the
+// OAuth2-only options are not JSONAPIOptions, the common one is both.
+func TestOptionTypes(t *testing.T) {
+	jsonOpt := reflect.TypeFor[client.JSONAPIOption]()
+	oauthOpt := reflect.TypeFor[client.OAuth2Option]()
+	for name, opt := range map[string]client.OAuth2Option{
+		"WithClientSecret":  client.WithClientSecret("s"),
+		"WithScopes":        client.WithScopes("read"),
+		"WithRevocationURL": client.WithRevocationURL("https://idp.test/revoke"),
+	} {
+		if reflect.TypeOf(opt).Implements(jsonOpt) {
+			t.Errorf("%s is accepted by JSONAPI, which ignores it", name)
+		}
+	}
+	common := reflect.TypeOf(client.WithHTTPClient(http.DefaultClient))
+	if !common.Implements(jsonOpt) || !common.Implements(oauthOpt) {
+		t.Error("WithHTTPClient is not accepted by both refreshers")
+	}
 }

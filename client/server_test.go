@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"net/http/httptest"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -14,96 +13,8 @@ import (
 	"golang.org/x/oauth2"
 
 	"github.com/silentrefresh/silentrefresh/client"
-	"github.com/silentrefresh/silentrefresh/client/clienttest"
 	"github.com/silentrefresh/silentrefresh/server"
-	"github.com/silentrefresh/silentrefresh/store/sqlite"
-	"github.com/silentrefresh/silentrefresh/user"
 )
-
-// realServer is the silentrefresh server on a SQLite file, behind a proxy
-// that counts refresh requests and can lose their answers.
-type realServer struct {
-	*server.Server
-	URL   string
-	clock *clienttest.Clock
-
-	refreshes atomic.Int64 // refresh requests that reached the server
-	drop      atomic.Int64 // answers still to lose
-}
-
-func newRealServer(t *testing.T, cfg server.Config) *realServer {
-	t.Helper()
-	ctx := t.Context()
-	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "silentrefresh.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	// Cheap hashing parameters: these tests are about tokens, not passwords.
-	hash, err := user.HashPasswordParams("correct horse", user.Params{Memory: 64, Time: 1, Threads: 1, KeyLen: 32, SaltLen: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs := &realServer{clock: clienttest.NewClock(time.Now())}
-	if err := st.CreateUser(ctx, user.User{ID: "u-alice", Username: "alice", PasswordHash: hash, CreatedAt: rs.clock.Now()}); err != nil {
-		t.Fatal(err)
-	}
-	cfg.Store = st
-	cfg.Now = rs.clock.Now
-	srv, err := server.New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rs.Server = srv
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/api/auth/refresh" && r.URL.Path != "/oauth2/token" {
-			srv.ServeHTTP(w, r)
-			return
-		}
-		rs.refreshes.Add(1)
-		if rs.drop.Add(-1) < 0 {
-			rs.drop.Add(1)
-			srv.ServeHTTP(w, r)
-			return
-		}
-		// The server commits the rotation; its answer is lost on the way.
-		srv.ServeHTTP(httptest.NewRecorder(), r)
-		panic(http.ErrAbortHandler)
-	}))
-	t.Cleanup(hs.Close)
-	rs.URL = hs.URL
-	return rs
-}
-
-// login opens a session for alice and returns a Client on it.
-// dropSigningKey rotates the signing key and retires the old one by force:
-// the access tokens it signed are refused from now on.
-func (rs *realServer) dropSigningKey(ctx context.Context) error {
-	if _, err := rs.RotateSigningKey(ctx); err != nil {
-		return err
-	}
-	_, err := rs.ForceRetireSigningKeys(ctx)
-	return err
-}
-
-func (rs *realServer) login(t *testing.T, cfg client.Config) *client.Client {
-	t.Helper()
-	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
-	tok, err := api.Login(t.Context(), "alice", "correct horse")
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg.Refresher = api
-	cfg.Store = client.NewMemoryStore(tok)
-	cfg.Now = rs.clock.Now
-	cfg.Jitter = -1
-	c, err := client.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Close() })
-	return c
-}
 
 // The answer to a refresh is lost after the server rotated: the client
 // presents the same token again inside the grace window, gets the same
@@ -251,32 +162,6 @@ func TestRealServerRevokedSession(t *testing.T) {
 	}
 }
 
-// bounded is t.Context() with a deadline, so that a hung server fails the
-// test with a message instead of stalling it.
-func bounded(t *testing.T) context.Context {
-	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
-	t.Cleanup(cancel)
-	return ctx
-}
-
-// gateTransport holds requests to one path until the gate opens, after
-// they carry their token.
-type gateTransport struct {
-	path    string
-	held    chan struct{} // receives once per held request
-	gate    chan struct{}
-	base    http.RoundTripper
-	holding atomic.Bool
-}
-
-func (g *gateTransport) RoundTrip(r *http.Request) (*http.Response, error) {
-	if r.URL.Path == g.path && g.holding.CompareAndSwap(true, false) {
-		g.held <- struct{}{}
-		<-g.gate
-	}
-	return g.base.RoundTrip(r)
-}
-
 // A request is in flight with the old token; meanwhile another refresh
 // installs a new token, still signed with the old key, and then the server
 // drops that key. The request's 401 is replayed with the current token,
@@ -319,7 +204,7 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 // refreshes before its first request instead of giving up.
 func TestRealServerRefreshTokenOnly(t *testing.T) {
 	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
-	api := client.JSONAPI(rs.URL, client.WithClock(rs.clock.Now))
+	api := client.JSONAPI(rs.URL)
 	tok, err := api.Login(t.Context(), "alice", "correct horse")
 	if err != nil {
 		t.Fatal(err)
@@ -339,5 +224,61 @@ func TestRealServerRefreshTokenOnly(t *testing.T) {
 	}
 	if s := c.Stats(); s.Refreshes != 1 {
 		t.Fatalf("stats %+v, want one refresh", s)
+	}
+}
+
+// Two processes share one token file. A request of process B is in flight
+// with the first token; meanwhile process A refreshes (its new token still
+// signed with the old key) and then the server drops that key. B's 401
+// makes it take A's token from the file, which is refused too: B cannot
+// tell when A's refresh began, so that refusal must earn a refresh at the
+// server, and B's caller sees a 200.
+func TestRealServerAdoptedTokenStaleToo(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute, Grace: 10 * time.Second})
+	ctx := bounded(t)
+	api := client.JSONAPI(rs.URL)
+	tok, err := api.Login(ctx, "alice", "correct horse")
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "tokens.json")
+	if err := client.NewFileStore(path).Save(ctx, tok); err != nil {
+		t.Fatal(err)
+	}
+	newProc := func(base http.RoundTripper) *client.Client {
+		c, err := client.New(client.Config{Refresher: api, Store: client.NewFileStore(path), Base: base, Now: rs.clock.Now, Jitter: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	gt := &gateTransport{path: "/api/me", held: make(chan struct{}), gate: make(chan struct{}), base: http.DefaultTransport}
+	gt.holding.Store(true)
+	a, b := newProc(http.DefaultTransport), newProc(gt)
+
+	type result struct {
+		status int
+		err    error
+	}
+	done := make(chan result, 1)
+	go func() {
+		status, _, err := get(ctx, b, rs.URL+"/api/me")
+		done <- result{status, err}
+	}()
+	<-gt.held // B's request carries the first token and waits on the wire
+	if _, err := a.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.dropSigningKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(gt.gate)
+	r := <-done
+	if r.err != nil || r.status != http.StatusOK {
+		t.Fatalf("process B across a key drop: %d %v, want 200 (B %+v, A %+v)", r.status, r.err, b.Stats(), a.Stats())
+	}
+	if s := b.Stats(); s.Adoptions != 1 || s.Refreshes != 1 || s.Replays != 2 || s.Reauths != 0 {
+		t.Errorf("B %+v; want the adoption, one refresh after the stale replay, 2 replays", s)
 	}
 }

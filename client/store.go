@@ -30,10 +30,16 @@ type Store interface {
 // it, so that only one of them refreshes and the others use the tokens it
 // saved.
 type Locker interface {
+	Store
 	// Lock blocks until the lock is held or ctx is done, and returns the
 	// function that releases it.
 	Lock(ctx context.Context) (unlock func(), err error)
 }
+
+var (
+	_ Locker = (*MemoryStore)(nil)
+	_ Locker = (*FileStore)(nil)
+)
 
 // MemoryStore keeps tokens in memory. Clients sharing one MemoryStore
 // refresh once between them.

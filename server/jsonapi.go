@@ -109,7 +109,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.engine.Refresh(r.Context(), rt, "")
-	s.observeRefresh(g, err)
+	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
 	case errors.As(err, &ge):

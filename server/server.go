@@ -459,20 +459,3 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 			"duration", time.Since(start), "remote", r.RemoteAddr)
 	})
 }
-
-// observeRefresh counts a refresh outcome and logs the security-relevant
-// ones.
-func (s *Server) observeRefresh(g session.Grant, err error) {
-	var ge *session.GrantError
-	switch {
-	case err == nil:
-		s.metrics.refreshes.WithLabelValues(string(g.Outcome)).Inc()
-	case errors.As(err, &ge):
-		s.metrics.refreshes.WithLabelValues(string(ge.Reason)).Inc()
-		if ge.Reason == session.ReasonReused {
-			s.log.Warn("refresh token reuse detected: session revoked", "sid", ge.SessionID)
-		}
-	default:
-		s.metrics.refreshes.WithLabelValues(outcomeError).Inc()
-	}
-}

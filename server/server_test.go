@@ -17,29 +17,12 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
 )
-
-// clock is a settable clock; the zero offset is the real time.
-type clock struct {
-	mu     sync.Mutex
-	offset time.Duration
-}
-
-func (c *clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return time.Now().Add(c.offset)
-}
-
-func (c *clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.offset += d
-}
 
 // env is a real server over a real SQLite file, behind httptest.
 type env struct {
@@ -47,7 +30,7 @@ type env struct {
 	srv    *server.Server
 	http   *httptest.Server
 	store  *sqlite.Store
-	clock  *clock
+	clock  *clock.Fake // the real time until advanced
 	dbPath string
 }
 
@@ -73,7 +56,7 @@ func newEnv(t testing.TB, mutate ...func(*server.Config)) *env {
 		t.Fatal(err)
 	}
 	hs := httptest.NewUnstartedServer(nil)
-	clk := &clock{}
+	clk := &clock.Fake{}
 	cfg := server.Config{
 		Store:     st,
 		Issuer:    "http://" + hs.Listener.Addr().String(),
@@ -243,16 +226,21 @@ func TestRefreshErrorsNameTheReason(t *testing.T) {
 	if second.status != 200 {
 		t.Fatal(second.raw)
 	}
-	r := e.refresh(rt) // inside grace, successor consumed
+	r := e.refresh(rt) // inside grace, successor consumed: the family is revoked
 	if r.status != 401 || r.body["error"] != "invalid_grant" || r.body["error_description"] != "superseded" {
 		t.Fatalf("superseded: %d %s", r.status, r.raw)
 	}
+	if r := e.refresh(second.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
+		t.Fatalf("after superseded: %d %s", r.status, r.raw)
+	}
+	_, rt = e.login()
+	first = e.refresh(rt)
 	e.clock.Advance(11 * time.Second)
 	r = e.refresh(rt)
 	if r.status != 401 || r.body["error_description"] != "reused" {
 		t.Fatalf("reused: %d %s", r.status, r.raw)
 	}
-	if r := e.refresh(second.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
+	if r := e.refresh(first.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
 		t.Fatalf("after reuse: %d %s", r.status, r.raw)
 	}
 	if r := e.refresh("never-issued"); r.body["error_description"] != "unknown" {
@@ -261,8 +249,8 @@ func TestRefreshErrorsNameTheReason(t *testing.T) {
 	if got := e.metric(`silentrefresh_refresh_total{outcome="reused"}`); got != "1" {
 		t.Fatalf("reused metric = %q, want 1", got)
 	}
-	if got := e.metric(`silentrefresh_refresh_total{outcome="rotated"}`); got != "2" {
-		t.Fatalf("rotated metric = %q, want 2", got)
+	if got := e.metric(`silentrefresh_refresh_total{outcome="rotated"}`); got != "3" {
+		t.Fatalf("rotated metric = %q, want 3", got)
 	}
 }
 

@@ -100,6 +100,10 @@ type GrantError struct {
 	// SessionID is the family of the presented token, when it is known;
 	// for audit logs.
 	SessionID string
+	// Revoked is true when this refusal revoked the family (reuse after
+	// grace, or superseded inside it): a sign that the token was stolen,
+	// for the operator's audit log.
+	Revoked bool
 }
 
 // Error says which reason refused the refresh.
@@ -195,8 +199,10 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. A token presented again outside the grace window revokes its
-// whole family.
+// *GrantError. Two refusals revoke the whole family, since they mean that
+// someone else holds a token of it (GrantError.Revoked): a consumed token
+// presented after the grace window (reused), and one presented inside it
+// after its successor was consumed too (superseded).
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
 	if refreshToken == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
@@ -209,11 +215,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	var (
 		outcome Outcome
 		refusal Reason
+		revoked bool // the refusal revokes the family
 		fam     Family
 		expires time.Time
 	)
 	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
-		outcome, refusal, fam = "", "", c.Family
+		outcome, refusal, revoked, fam = "", "", false, c.Family
 		f, t := c.Family, c.Token
 		switch {
 		case f.Revoked():
@@ -235,7 +242,10 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 				IssuedAt:   now,
 				ExpiresAt:  expires,
 			}
-			return Change{Consume: next, ConsumedAt: now}, nil
+			// The grace window counts from the decision, not from the
+			// request's arrival: time spent waiting for the writer must
+			// not eat into the window of the client's retry.
+			return Change{Consume: next, ConsumedAt: e.now()}, nil
 		case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
 			s := c.Successor
 			if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
@@ -245,8 +255,11 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 				return Change{}, nil
 			}
 			if s.Consumed() {
-				refusal = ReasonSuperseded
-				return Change{}, nil
+				// The chain moved on past a token somebody else still
+				// holds: one of the two holders is a thief, and we cannot
+				// tell which. End the session for both, as for reuse.
+				refusal, revoked = ReasonSuperseded, true
+				return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonSuperseded)}, nil
 			}
 			if clientMismatch(clientID, f.ClientID) {
 				refusal = ReasonClientMismatch
@@ -256,7 +269,7 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 			expires = s.ExpiresAt
 			return Change{}, nil
 		default:
-			refusal = ReasonReused
+			refusal, revoked = ReasonReused, true
 			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
 		}
 	})
@@ -266,7 +279,7 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	case refusal != "":
-		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
+		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
 	return e.grant(ctx, now, fam, successor, expires, outcome)
 }

@@ -8,16 +8,16 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
-	"github.com/silentrefresh/silentrefresh/store/storetest"
 	"github.com/silentrefresh/silentrefresh/token"
 )
 
 type fixture struct {
 	engine *session.Engine
 	store  *sqlite.Store
-	clock  *storetest.Clock
+	clock  *clock.Fake
 }
 
 // newFixture returns an engine over a real SQLite file with a fake clock.
@@ -29,7 +29,7 @@ func newFixture(t *testing.T, cfg session.Config) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { st.Close() })
-	clk := storetest.NewClock(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
+	clk := clock.NewFake(time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC))
 	if err := token.EnsureSigningKey(ctx, st, clk.Now()); err != nil {
 		t.Fatal(err)
 	}
@@ -148,22 +148,52 @@ func TestRefreshRules(t *testing.T) {
 		}
 	})
 
-	t.Run("rule 6: superseded inside grace does not revoke", func(t *testing.T) {
+	t.Run("rule 6: superseded inside grace revokes the family", func(t *testing.T) {
+		// A thief holding T rotates it twice (T → S → S2); the owner then
+		// presents T inside the grace window. The chain moved on past a
+		// token somebody else still holds: the whole family goes.
 		f := newFixture(t, cfg)
-		g, _ := f.engine.Login(ctx, "alice", "")
-		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
-		g2, err := f.engine.Refresh(ctx, g1.RefreshToken, "")
+		owner, _ := f.engine.Login(ctx, "alice", "")
+		s1, err := f.engine.Refresh(ctx, owner.RefreshToken, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonSuperseded {
-			t.Fatalf("err = %v, want superseded", err)
+		s2, err := f.engine.Refresh(ctx, s1.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(5 * time.Second)
+		_, err = f.engine.Refresh(ctx, owner.RefreshToken, "")
+		var ge *session.GrantError
+		if !errors.As(err, &ge) || ge.Reason != session.ReasonSuperseded || !errors.Is(err, session.ErrInvalidGrant) {
+			t.Fatalf("owner's replay: err = %v, want invalid_grant superseded", err)
+		}
+		if !ge.Revoked || ge.SessionID != owner.Family.ID {
+			t.Errorf("GrantError = %+v, want Revoked for session %s", ge, owner.Family.ID)
+		}
+		fam, err := f.engine.Session(ctx, owner.Family.ID)
+		if !errors.Is(err, session.ErrSessionEnded) || fam.RevokeReason != string(session.ReasonSuperseded) {
+			t.Fatalf("session after superseded = %+v, %v; want ended, revoked for superseded", fam, err)
+		}
+		// The thief's newest token is refused, and so is every later try.
+		for i, rt := range []string{s2.RefreshToken, s2.RefreshToken, s1.RefreshToken} {
+			_, err := f.engine.Refresh(ctx, rt, "")
+			if !errors.As(err, &ge) || ge.Reason != session.ReasonRevoked || ge.Revoked {
+				t.Errorf("thief's refresh %d: err = %v, want revoked (and not revoked again)", i, err)
+			}
+			f.clock.Advance(time.Minute)
+		}
+	})
+
+	t.Run("rule 6: a replay while the successor is unused is not a theft signal", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
+		if r, err := f.engine.Refresh(ctx, g.RefreshToken, ""); err != nil || r.RefreshToken != g1.RefreshToken {
+			t.Fatalf("grace replay: %v", err)
 		}
 		if _, err := f.engine.Session(ctx, g.Family.ID); err != nil {
-			t.Fatalf("session revoked by a superseded replay: %v", err)
-		}
-		if _, err := f.engine.Refresh(ctx, g2.RefreshToken, ""); err != nil {
-			t.Fatalf("newest token after superseded: %v", err)
+			t.Fatalf("session ended by a grace replay: %v", err)
 		}
 	})
 
@@ -304,5 +334,52 @@ func TestLogoutAndRevokeAreIdempotent(t *testing.T) {
 	fam, err := f.store.Family(ctx, g.Family.ID)
 	if err != nil || fam.RevokeReason != "logout" {
 		t.Fatalf("family = %+v, %v; want the first revocation kept", fam, err)
+	}
+}
+
+// slowWriter is a store whose Exchange waits for the writer (here: the
+// clock moves on) before it reads the chain, as a busy single-writer
+// database does.
+type slowWriter struct {
+	session.Store
+	clock *clock.Fake
+	wait  time.Duration
+}
+
+func (s *slowWriter) Exchange(ctx context.Context, hash []byte, decide func(session.Chain) (session.Change, error)) error {
+	s.clock.Advance(s.wait)
+	return s.Store.Exchange(ctx, hash, decide)
+}
+
+// The grace window counts from the rotation's commit, not from the moment
+// its request arrived: a rotation that waited 3 s for the writer and whose
+// answer was lost is answered again to the client's immediate retry, with
+// a 2 s grace window.
+func TestGraceCountsFromTheRotation(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 2 * time.Second})
+	slow := &slowWriter{Store: f.store, clock: f.clock, wait: 3 * time.Second}
+	e, err := session.NewEngine(ctx, slow, token.NewIssuer(f.store, "https://issuer.test", []string{"api"}), session.Config{
+		AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 2 * time.Second, Now: f.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.Login(ctx, "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.Refresh(ctx, g.RefreshToken, "") // its answer is lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.wait = 0
+	f.clock.Advance(100 * time.Millisecond)
+	again, err := e.Refresh(ctx, g.RefreshToken, "")
+	if err != nil {
+		t.Fatalf("the retry 100ms after the rotation committed: %v, want a grace replay", err)
+	}
+	if again.RefreshToken != first.RefreshToken {
+		t.Error("the grace replay answered another successor")
 	}
 }

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 const (
@@ -18,7 +20,7 @@ const (
 // fixture is an issuer and a verifier sharing one in-memory key store, on
 // a fake clock.
 type fixture struct {
-	clock *fakeClock
+	clock *clock.Fake
 	ks    *memKeyStore
 	key   Key
 	iss   *Issuer
@@ -53,6 +55,11 @@ func (f *fixture) verifier(t testing.TB, leeway time.Duration) *Verifier {
 		t.Fatal(err)
 	}
 	return v
+}
+
+// newFakeClock returns the clock of the token tests, standing still.
+func newFakeClock() *clock.Fake {
+	return clock.NewFake(time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC))
 }
 
 // claims returns typical claims of a token issued now for ten minutes.

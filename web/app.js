@@ -13,7 +13,8 @@ const reasons = {
   reused: 'A refresh token was used twice, so the session was closed to be safe.',
   expired: 'Your session expired.',
   superseded: 'Another tab moved the session on; sign in again.',
-  inactive: 'The server ended your session.',
+  invalid_grant: 'The server ended your session.',
+  no_refresh_token: 'Sign in again.',
   unknown: 'The server does not know this session.',
   no_session: 'Sign in to start a session.',
 };
@@ -236,6 +237,8 @@ function makeClient() {
         log(`Refreshed the token in ${Math.round(e.at - (r?.at ?? e.at))} ms: one call for ${waited} waiting request${waited === 1 ? '' : 's'}`, 'refresh');
         renderStats();
         showTokenFacts();
+      } else if (e.phase === 'retry') {
+        log(`Refresh call ${e.attempt} failed (${e.reason}); trying again in ${Math.round(e.delay)} ms`, 'bad');
       } else if (e.phase === 'adopted') {
         log('Another tab had just refreshed: took its token, no call to the server', 'peer');
       } else if (e.phase === 'failed') {
@@ -305,6 +308,11 @@ function wire() {
     await client.logout();
     log('Signed out');
     showLogin('You signed out.');
+  });
+  $('logout-all').addEventListener('click', async () => {
+    const told = await client.logout({ everywhere: true });
+    log(told ? 'Signed out on every device' : 'Signed out here; the server was not reached', told ? '' : 'bad');
+    showLogin(told ? 'You signed out on every device.' : 'You signed out here.');
   });
   $('heartbeat').checked = pref('heartbeat', 'off') === 'on';
   $('heartbeat').addEventListener('change', () => {

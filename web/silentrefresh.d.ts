@@ -25,7 +25,11 @@ export interface LockManagerLike {
 }
 
 export interface ClientOptions {
-  /** The server's base URL, e.g. "https://auth.example.com". Default: location.origin. */
+  /**
+   * The server's base URL, e.g. "https://auth.example.com": the auth paths
+   * hang off it, and requests to its origin get the access token. Default
+   * (or ''): the page's origin, location.origin.
+   */
   baseUrl?: string;
   /**
    * 'local' (localStorage, the default: shared by tabs), 'memory' (this tab
@@ -39,18 +43,37 @@ export interface ClientOptions {
    * access token.
    */
   mode?: 'bearer' | 'cookie';
+  /**
+   * Refresh against any OAuth2 server instead of the JSON API: the standard
+   * refresh_token grant (RFC 6749 section 6, form-encoded, snake_case
+   * reply), and RFC 7009 revocation on logout. Begin the session with
+   * setTokens (after your server's own login flow). Not with mode 'cookie'.
+   */
+  oauth2?: OAuth2Options;
   /** Names the session: storage key, lock and channel are "silentrefresh:<key>". Default "default". */
   key?: string;
   /**
-   * Called once when the session is over (refresh token unknown, revoked,
-   * expired, superseded or reused; logged out in another tab; heartbeat
-   * refused). Called again only after a new session has begun.
+   * Called once when the session is over: the token endpoint answered
+   * invalid_grant (refresh token unknown, revoked, expired, superseded or
+   * reused), there was no refresh token to present, or the user logged out
+   * in another tab. Nothing else ends a session (docs/API.md, "When the
+   * session is over"). Called again only after a new session has begun.
    */
   onReauthRequired?: (err: ReauthRequiredError) => void;
-  /** Milliseconds before expiry at which a token counts as stale (at most a quarter of its lifetime). Default 10000. */
+  /**
+   * Milliseconds before expiry at which a token counts as stale and is no
+   * longer sent. Default: a tenth of the token's lifetime, at most 10000.
+   * When set, it replaces that rule; 0 sends a token until it expires.
+   */
   leeway?: number;
-  /** Milliseconds for one refresh call. Default 15000. */
+  /** Milliseconds for one call to the token endpoint. Default 15000. A refresh, retries included, gets twice this. */
   refreshTimeout?: number;
+  /** Retries of a refresh that failed for a temporary reason (network, 429, 5xx). Default 3; 0 for none. */
+  maxRetries?: number;
+  /** Milliseconds before the first retry, doubled for each one after it, with jitter. Default 200. */
+  backoff?: number;
+  /** Cap of the delay between retries, unless Retry-After asks for more. Default 5000. */
+  maxBackoff?: number;
   /** Heartbeat interval in ms while the tab is visible; true means 60000; 0 or false (default) disables it. */
   heartbeat?: number | boolean;
   /** Coordinate with other tabs (Web Locks, BroadcastChannel). Default: true unless storage is 'memory'. */
@@ -73,6 +96,31 @@ export interface ClientOptions {
   window?: Pick<Window, 'addEventListener' | 'removeEventListener'> | null;
   /** The clock, in ms since the epoch. Default Date.now. */
   now?: () => number;
+}
+
+/** Where and as whom an OAuth2 server is asked for tokens. */
+export interface OAuth2Options {
+  /** The token endpoint, absolute or relative to the page. Required. */
+  tokenEndpoint: string;
+  /** The public client's client_id, sent with every call. */
+  clientId?: string;
+  /** RFC 7009 revocation endpoint; without it logout() forgets the tokens here only and resolves false. */
+  revocationEndpoint?: string;
+  /** Sent as scope with each refresh (a server may narrow to it). */
+  scope?: string;
+}
+
+/** A session begun elsewhere, for setTokens. */
+export interface TokensInput {
+  accessToken: string;
+  /** Absent: the session ends (onReauthRequired) when the access token goes stale. Not in cookie mode. */
+  refreshToken?: string;
+  /** Seconds from now; must be positive. */
+  expiresIn: number;
+  /** Seconds until the refresh token idles out, if known. */
+  refreshExpiresIn?: number;
+  /** Default "Bearer". */
+  tokenType?: string;
 }
 
 /** The tokens of the current session, as this tab sees them. */
@@ -109,21 +157,26 @@ export interface RequestEvent {
 export interface RefreshEvent {
   id: number;
   /**
-   * wait: waiting for the lock; start: calling the server; done: new tokens;
-   * adopted: another tab had refreshed; failed: see reason.
+   * wait: waiting for the lock; start: calling the server; retry: the call
+   * failed for a temporary reason and is made again after delay; done: new
+   * tokens; adopted: another tab had refreshed; failed: see reason.
    */
-  phase: 'wait' | 'start' | 'done' | 'adopted' | 'failed';
+  phase: 'wait' | 'start' | 'retry' | 'done' | 'adopted' | 'failed';
   at: number;
   startedAt?: number;
   reason?: string;
+  /** retry: the attempt that failed (1 is the first call). */
+  attempt?: number;
+  /** retry: milliseconds until the next call. */
+  delay?: number;
 }
 
 export interface ClientEvents {
   request: RequestEvent;
   refresh: RefreshEvent;
-  tokens: { tokens: Tokens; source: 'login' | 'refresh' | 'peer' | 'store' };
+  tokens: { tokens: Tokens; source: 'login' | 'set' | 'refresh' | 'peer' | 'store' };
   reauth: { reason: string };
-  logout: Record<string, never>;
+  logout: { everywhere: boolean };
   peer: { type: 'tokens' | 'ended'; reason?: string };
   heartbeat: { phase: 'start' | 'end'; at: number; status?: number; active?: boolean; error?: string };
 }
@@ -131,10 +184,22 @@ export interface ClientEvents {
 /** A fetch-compatible function that keeps its tokens fresh, plus session methods. */
 export interface SilentRefreshClient {
   (input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
-  /** Logs in; in cookie mode asks the server for the refresh-token cookie. */
+  /** Logs in; in cookie mode asks the server for the refresh-token cookie. Rejects with a TypeError in oauth2 mode (use setTokens). */
   login(username: string, password: string, extra?: Record<string, unknown>): Promise<Tokens>;
-  /** Forgets the tokens here and in every tab, and revokes the session. Resolves false if the server was not reached. */
-  logout(): Promise<boolean>;
+  /**
+   * Adopts a session begun elsewhere (another library's login, a
+   * server-side exchange): stores the tokens, tells every tab, and keeps
+   * them fresh from then on. Rejects with a TypeError for malformed tokens,
+   * leaving the current session as it was.
+   */
+  setTokens(tokens: TokensInput): Promise<Tokens>;
+  /**
+   * Forgets the tokens here and in every tab, and revokes the session (in
+   * oauth2 mode by RFC 7009). everywhere: true revokes every session of the
+   * user (JSON API `{"all": true}`; a TypeError in oauth2 mode). Resolves
+   * false if the server was not reached or not told.
+   */
+  logout(options?: { everywhere?: boolean }): Promise<boolean>;
   /** This tab's tokens, or null. */
   tokens(): Tokens | null;
   /** Loads the tokens; in cookie mode without tokens, tries the cookie. Null when there is no session; never calls onReauthRequired for that. */
@@ -150,7 +215,16 @@ export interface SilentRefreshClient {
   /** Stops listening to other tabs, events and timers. */
   close(): void;
   /** The options in force. */
-  readonly info: Readonly<{ mode: 'bearer' | 'cookie'; key: string; baseUrl: string; crossTab: boolean; heartbeat: number; tabId: string }>;
+  readonly info: Readonly<{
+    mode: 'bearer' | 'cookie';
+    key: string;
+    baseUrl: string;
+    crossTab: boolean;
+    heartbeat: number;
+    tabId: string;
+    /** The oauth2 option with its endpoints resolved, or null for the JSON API. */
+    oauth2: Readonly<Required<OAuth2Options>> | null;
+  }>;
 }
 
 /** Creates a client. */
@@ -159,18 +233,41 @@ export default createClient;
 
 /** The session is over; the user has to log in again. */
 export class ReauthRequiredError extends Error {
-  constructor(reason: string, options?: { cause?: unknown });
+  constructor(reason: string, options?: { cause?: unknown; description?: string });
   readonly name: 'ReauthRequiredError';
-  /** "unknown", "revoked", "expired", "superseded", "reused", "logout", "no_session" or "inactive". */
+  /**
+   * The server's error_description when it is one word ("unknown",
+   * "revoked", "expired", "superseded", "reused"), else "invalid_grant";
+   * or "no_session", "no_refresh_token", "logout".
+   */
   readonly reason: string;
+  /** The server's error_description, as sent ('' if none). */
+  readonly description: string;
 }
 
-/** A refresh failed for a passing reason (network, timeout, 5xx, 429); the tokens are kept. */
+/**
+ * A refresh failed but the session is not over; the tokens are kept.
+ * temporary: a network error, timeout, 429 or 5xx, already retried;
+ * otherwise another 4xx (the request or the client is wrong), not retried.
+ */
 export class RefreshError extends Error {
-  constructor(message: string, options?: { cause?: unknown; status?: number });
+  constructor(
+    message: string,
+    options?: { cause?: unknown; status?: number; code?: string; description?: string; temporary?: boolean; retryAfter?: number; attempts?: number },
+  );
   readonly name: 'RefreshError';
   /** The HTTP status, 0 if there was no response. */
   readonly status: number;
+  /** The OAuth2 "error" of the answer ('' if none): "invalid_request", "invalid_client", ... */
+  readonly code: string;
+  /** The answer's error_description ('' if none). */
+  readonly description: string;
+  /** Whether trying later may succeed (network, timeout, 429, 5xx). */
+  readonly temporary: boolean;
+  /** Seconds the server asked for in Retry-After, 0 if none. */
+  readonly retryAfter: number;
+  /** Calls made to the token endpoint. */
+  readonly attempts: number;
 }
 
 /** A login was refused. */

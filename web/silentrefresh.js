@@ -11,6 +11,11 @@
 // event is the fallback). When the session is over, every waiting request
 // rejects with ReauthRequiredError and onReauthRequired runs once.
 //
+// It speaks the seed's JSON API (bearer or cookie mode), or with the oauth2
+// option any RFC 6749 token endpoint; setTokens adopts a session begun
+// elsewhere. When a session is over and when a token is stale is one rule
+// for this client and the Go client: docs/API.md.
+//
 // No dependencies, no build step: import it as an ES module.
 
 const DEFAULT_PATHS = Object.freeze({
@@ -21,36 +26,47 @@ const DEFAULT_PATHS = Object.freeze({
 });
 
 /**
- * The session is over: the refresh token is unknown, revoked, expired,
- * superseded or was reused, or the user logged out (here or in another tab).
- * The user has to log in again.
+ * The session is over: the token endpoint answered invalid_grant (the
+ * refresh token is unknown, revoked, expired, superseded or was reused),
+ * there was no refresh token to present, or the user logged out (here or in
+ * another tab). The user has to log in again.
  */
 export class ReauthRequiredError extends Error {
   /**
    * @param {string} reason why: "unknown", "revoked", "expired", "superseded",
-   *   "reused", "logout", "no_session", "inactive"
-   * @param {{cause?: unknown}} [options]
+   *   "reused", "invalid_grant", "no_session", "no_refresh_token", "logout"
+   * @param {{cause?: unknown, description?: string}} [options]
    */
-  constructor(reason, options) {
-    super(`silentrefresh: log in again (${reason})`, options);
+  constructor(reason, options = {}) {
+    super(`silentrefresh: log in again (${reason})`, { cause: options.cause });
     this.name = 'ReauthRequiredError';
     this.reason = reason;
+    this.description = options.description ?? '';
   }
 }
 
 /**
- * A refresh failed for a reason that may pass (network error, timeout, 5xx,
- * 429): the tokens are kept and the next request tries again.
+ * A refresh failed but the session is not over: the tokens are kept. A
+ * temporary failure (network error, timeout, 429, 5xx) was retried with
+ * backoff before it was reported; a permanent one (any other 4xx: the
+ * request or the client is wrong, not the session) was not retried. The
+ * next request that needs a refresh tries again.
  */
 export class RefreshError extends Error {
   /**
    * @param {string} message
-   * @param {{cause?: unknown, status?: number}} [options]
+   * @param {{cause?: unknown, status?: number, code?: string, description?: string,
+   *   temporary?: boolean, retryAfter?: number, attempts?: number}} [options]
    */
   constructor(message, options = {}) {
     super(`silentrefresh: refresh failed: ${message}`, { cause: options.cause });
     this.name = 'RefreshError';
     this.status = options.status ?? 0;
+    this.code = options.code ?? '';
+    this.description = options.description ?? '';
+    this.temporary = options.temporary ?? this.status === 0;
+    this.retryAfter = options.retryAfter ?? 0;
+    this.attempts = options.attempts ?? 1;
   }
 }
 
@@ -188,6 +204,113 @@ function view(s) {
   return Object.freeze(v);
 }
 
+/**
+ * The delay a Retry-After header asks for, in ms: delay-seconds or an HTTP
+ * date; 0 when absent or unreadable; at most a day.
+ */
+function retryAfterMs(value, nowMs) {
+  const v = String(value ?? '').trim();
+  if (!v) return 0;
+  if (/^\d+$/.test(v)) return Math.min(Number(v), 86_400) * 1000;
+  const t = Date.parse(v);
+  return Number.isFinite(t) ? Math.min(Math.max(0, t - nowMs), 86_400_000) : 0;
+}
+
+/** Reads a JSON body: {data} (null when it is not JSON), or {lost} when the answer broke off. */
+async function readBody(res) {
+  try {
+    return { data: await res.json() };
+  } catch (e) {
+    if (e?.name === 'SyntaxError') return { data: null };
+    return { data: null, lost: e };
+  }
+}
+
+const FORM = 'application/x-www-form-urlencoded';
+
+// What a token and an auth scheme may be made of: visible ASCII (RFC 6750's
+// b64token and more), so that no reply can smuggle a space or a line break
+// into an Authorization header; and an RFC 9110 token.
+const TOKEN_CHARS = /^[\x21-\x7e]{1,16384}$/;
+const SCHEME_CHARS = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+
+// ---------------------------------------------------------------------------
+// Wire formats: how a refresh and a logout are asked for, and how a token
+// reply reads. Both produce a grant {accessToken, tokenType, expiresIn,
+// refreshToken, refreshExpiresIn}, or null for a reply that is not one.
+
+/** The seed's JSON API: camelCase JSON both ways. */
+function jsonApiWire({ endpoint, cookie, post }) {
+  return {
+    refreshRequest(s) {
+      return [endpoint('refresh'), post('application/json', JSON.stringify(cookie ? {} : { refreshToken: s?.refreshToken }))];
+    },
+    grant(d) {
+      if (!d || typeof d.accessToken !== 'string' || !d.accessToken) return null;
+      return {
+        accessToken: d.accessToken,
+        tokenType: d.tokenType,
+        expiresIn: d.expiresIn,
+        refreshToken: d.refreshToken,
+        refreshExpiresIn: d.refreshExpiresIn,
+      };
+    },
+    logoutRequest(s, everywhere) {
+      const body = cookie || !s?.refreshToken ? {} : { refreshToken: s.refreshToken };
+      if (everywhere) body.all = true;
+      const init = post('application/json', JSON.stringify(body));
+      if (s?.accessToken) init.headers.Authorization = `Bearer ${s.accessToken}`;
+      return [endpoint('logout'), init];
+    },
+  };
+}
+
+/**
+ * Any OAuth2 server: the refresh_token grant of RFC 6749 section 6
+ * (form-encoded, snake_case reply) and revocation by RFC 7009.
+ */
+function oauth2Wire({ tokenEndpoint, clientId, revocationEndpoint, scope }, post) {
+  const form = (fields) => {
+    const f = new URLSearchParams();
+    for (const [k, v] of Object.entries(fields)) if (v != null && v !== '') f.set(k, String(v));
+    return post(FORM, f.toString());
+  };
+  return {
+    refreshRequest(s) {
+      return [tokenEndpoint, form({ grant_type: 'refresh_token', refresh_token: s?.refreshToken, client_id: clientId, scope })];
+    },
+    grant(d) {
+      if (!d || typeof d.access_token !== 'string' || !d.access_token) return null;
+      if (d.token_type != null && String(d.token_type).toLowerCase() !== 'bearer') return null;
+      return {
+        accessToken: d.access_token,
+        tokenType: 'Bearer',
+        expiresIn: d.expires_in,
+        refreshToken: d.refresh_token,
+        refreshExpiresIn: d.refresh_expires_in,
+      };
+    },
+    logoutRequest(s) {
+      if (!revocationEndpoint || !s) return null;
+      const [token, hint] = s.refreshToken ? [s.refreshToken, 'refresh_token'] : [s.accessToken, 'access_token'];
+      return [revocationEndpoint, form({ token, token_type_hint: hint, client_id: clientId })];
+    },
+  };
+}
+
+/** Checks the oauth2 option and resolves its endpoints against the page. */
+function oauth2Options(o, base) {
+  if (typeof o !== 'object') throw new TypeError('silentrefresh: oauth2 must be {tokenEndpoint, clientId, revocationEndpoint}');
+  if (!o.tokenEndpoint) throw new TypeError('silentrefresh: oauth2.tokenEndpoint is required');
+  const abs = (u) => (u ? new URL(String(u), base).href : '');
+  return {
+    tokenEndpoint: abs(o.tokenEndpoint),
+    revocationEndpoint: abs(o.revocationEndpoint),
+    clientId: o.clientId == null ? '' : String(o.clientId),
+    scope: o.scope == null ? '' : String(o.scope),
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The client
 
@@ -203,11 +326,14 @@ export function createClient(options = {}) {
   const cookie = mode === 'cookie';
 
   const loc = globalThis.location;
-  const baseUrl = String(options.baseUrl ?? (loc ? loc.origin : '')).replace(/\/+$/, '');
+  // An empty baseUrl, like none, means the page's origin.
+  const baseUrl = String(options.baseUrl || (loc ? loc.origin : '')).replace(/\/+$/, '');
   if (!baseUrl) throw new TypeError('silentrefresh: baseUrl is required outside a browser page');
   const baseOrigin = new URL(baseUrl).origin;
   const paths = { ...DEFAULT_PATHS, ...(options.paths || {}) };
   const endpoint = (name) => baseUrl + paths[name];
+  const oauth2 = options.oauth2 ? oauth2Options(options.oauth2, loc ? loc.href : baseUrl + '/') : null;
+  if (oauth2 && cookie) throw new TypeError("silentrefresh: oauth2 and mode 'cookie' do not go together: the cookie is the JSON API's");
 
   const key = options.key ?? 'default';
   const storageKey = `silentrefresh:${key}`;
@@ -218,8 +344,11 @@ export function createClient(options = {}) {
   const crossTab = options.crossTab ?? shared;
 
   const now = options.now ?? (() => Date.now());
-  const leeway = options.leeway ?? 10_000;
+  const leeway = options.leeway == null ? null : Math.max(0, Number(options.leeway) || 0);
   const refreshTimeout = options.refreshTimeout ?? 15_000;
+  const maxRetries = options.maxRetries == null ? 3 : Math.max(0, Math.floor(Number(options.maxRetries) || 0));
+  const backoff = options.backoff ?? 200;
+  const maxBackoff = options.maxBackoff ?? 5_000;
   const credentials = options.credentials ?? (cookie ? 'same-origin' : undefined);
   const heartbeatInterval = options.heartbeat === true ? 60_000 : Number(options.heartbeat || 0);
   const onReauthRequired = options.onReauthRequired;
@@ -239,6 +368,7 @@ export function createClient(options = {}) {
   let closed = false;
   let seq = 0;
   let epoch = 0; // bumped when a session ends: a refresh begun before it is void
+  let gen = 0; // bumped when a session begins (login, setTokens): an older refresh's result is not kept
   let endedAt = -Infinity; // when the last session ended here: older tokens are dead
   const listeners = new Map();
   const cleanups = [];
@@ -294,25 +424,42 @@ export function createClient(options = {}) {
     return s;
   }
 
-  function isStale(s) {
-    if (!s || !s.accessToken) return true;
+  /**
+   * How long before expiry a token stops being sent: the leeway option, or
+   * else a tenth of the token's lifetime, at most 10 s.
+   */
+  function marginOf(s) {
+    if (leeway != null) return leeway;
     const life = Math.max(0, s.expiresAt - (s.obtainedAt ?? s.expiresAt));
-    const margin = Math.min(leeway, life / 4);
-    return now() >= s.expiresAt - margin;
+    return Math.min(10_000, life / 10);
   }
 
-  function stateFromReply(data) {
-    if (!data || typeof data.accessToken !== 'string' || !data.accessToken) return null;
+  function isStale(s) {
+    if (!s || !s.accessToken) return true;
+    return now() >= s.expiresAt - marginOf(s);
+  }
+
+  /** The state for a grant received now, or null if the grant is malformed. */
+  function stateFromGrant(g) {
+    if (!g || typeof g.accessToken !== 'string' || !TOKEN_CHARS.test(g.accessToken)) return null;
+    if (g.tokenType != null && (typeof g.tokenType !== 'string' || !SCHEME_CHARS.test(g.tokenType))) return null;
+    const secs = (v) => (v == null || v === '' ? null : Number(v));
+    const expiresIn = secs(g.expiresIn);
+    const refreshExpiresIn = secs(g.refreshExpiresIn);
+    if (expiresIn != null && !(expiresIn >= 0)) return null;
+    if (refreshExpiresIn != null && !(refreshExpiresIn >= 0)) return null;
+    if (g.refreshToken != null && typeof g.refreshToken !== 'string') return null;
     const t = now();
     const s = {
       v: 1,
-      accessToken: data.accessToken,
-      tokenType: data.tokenType || 'Bearer',
+      accessToken: g.accessToken,
+      tokenType: g.tokenType || 'Bearer',
       obtainedAt: t,
-      expiresAt: t + Number(data.expiresIn || 0) * 1000,
-      refreshExpiresAt: data.refreshExpiresIn ? t + Number(data.refreshExpiresIn) * 1000 : null,
+      // No expires_in (RFC 6749 only recommends it): only a 401 ends the token.
+      expiresAt: expiresIn == null ? Number.MAX_SAFE_INTEGER : t + expiresIn * 1000,
+      refreshExpiresAt: refreshExpiresIn ? t + refreshExpiresIn * 1000 : null,
     };
-    if (!cookie && typeof data.refreshToken === 'string') s.refreshToken = data.refreshToken;
+    if (!cookie && g.refreshToken) s.refreshToken = g.refreshToken;
     return s;
   }
 
@@ -376,14 +523,16 @@ export function createClient(options = {}) {
       // Tokens this tab wrote before it heard of the end are dead: drop them.
       if (!shared || (s && s.accessToken === current.accessToken)) await clearStore();
       emit('peer', { type: 'ended', reason: msg.reason });
-      endSession(msg.reason || 'logout', null, false);
+      endSession(msg.reason || 'logout', false, typeof msg.description === 'string' ? msg.description : '');
     }
   }
 
   async function withLock(fn, opts = {}) {
     if (!crossTab || !locks || typeof locks.request !== 'function') return fn(true);
     if (opts.ifAvailable) return locks.request(lockName, { ifAvailable: true }, (lock) => fn(lock != null));
-    const signal = timeoutSignal(refreshTimeout * 2);
+    // Another tab's refresh may hold the lock for its whole budget (twice
+    // refreshTimeout) plus the one call begun just before that ran out.
+    const signal = timeoutSignal(refreshTimeout * 3 + 1000);
     try {
       return await locks.request(lockName, signal ? { signal } : {}, () => fn(true));
     } catch (e) {
@@ -400,8 +549,8 @@ export function createClient(options = {}) {
    * Forgets the tokens and, once per lost session, tells the application.
    * wipe: also clear the shared store and tell the other tabs.
    */
-  function endSession(reason, cause, wipe) {
-    const err = new ReauthRequiredError(reason, cause ? { cause } : undefined);
+  function endSession(reason, wipe, description = '') {
+    const err = new ReauthRequiredError(reason, { description });
     epoch++;
     endedAt = now();
     const had = current;
@@ -409,7 +558,7 @@ export function createClient(options = {}) {
     loaded = true;
     if (wipe) {
       Promise.resolve(clearStore()).catch(() => {});
-      announce({ type: 'ended', reason });
+      announce({ type: 'ended', reason, description });
     }
     if (had || !notified) emit('reauth', { reason });
     if (!notified) {
@@ -446,6 +595,7 @@ export function createClient(options = {}) {
   async function runRefresh(stale) {
     const id = ++seq;
     const e0 = epoch;
+    const g0 = gen;
     const started = now();
     emit('refresh', { id, phase: 'wait', at: started });
     try {
@@ -463,12 +613,18 @@ export function createClient(options = {}) {
           emit('refresh', { id, phase: 'adopted', at: now(), startedAt: started });
           return adopt(s, 'peer');
         }
-        if (!s && !cookie) throw endSession('no_session', null, false);
+        if (!s && !cookie) throw endSession('no_session', false);
+        // Nothing to present: no refresh token, or (cookie mode) the cookie
+        // has run out with the refresh token's lifetime.
+        if (s && !cookie && !s.refreshToken) throw endSession('no_refresh_token', true);
+        if (s && cookie && s.refreshExpiresAt != null && now() >= s.refreshExpiresAt) throw endSession('expired', true);
         emit('refresh', { id, phase: 'start', at: now() });
-        const s2 = await exchange(s);
+        const s2 = await exchange(s, id, e0);
         // Logged out (here or in another tab) while the call was out: the
         // new tokens belong to a session that is over.
         if (epoch !== e0) throw new ReauthRequiredError('logout');
+        // A new session began meanwhile (possible only without locks): it wins.
+        if (gen !== g0 && current) return current;
         await writeStore(s2);
         adopt(s2, 'refresh');
         announce({ type: 'tokens' });
@@ -477,54 +633,108 @@ export function createClient(options = {}) {
       });
       return result;
     } catch (e) {
-      emit('refresh', { id, phase: 'failed', at: now(), startedAt: started, reason: e?.reason ?? e?.message });
+      emit('refresh', { id, phase: 'failed', at: now(), startedAt: started, reason: e?.reason ?? e?.code ?? e?.message });
       throw e;
     }
   }
 
-  /** The init of a JSON POST to one of the auth endpoints. */
-  function jsonPost(body) {
+  /** The init of a POST to one of the auth endpoints. */
+  function post(contentType, body) {
     const init = {
       method: 'POST',
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json' },
-      body: JSON.stringify(body),
+      headers: { 'Content-Type': contentType, Accept: 'application/json' },
+      body,
       cache: 'no-store',
     };
     if (credentials) init.credentials = credentials;
     return init;
   }
+  const jsonPost = (v) => post('application/json', JSON.stringify(v));
 
-  /** One call to the refresh endpoint, with the state read under the lock. */
-  async function exchange(s) {
-    const sent = s?.refreshToken;
-    const body = cookie ? {} : { refreshToken: sent };
+  const wire = oauth2 ? oauth2Wire(oauth2, post) : jsonApiWire({ endpoint, cookie, post });
+
+  /** The delay before retry n (0-based): exponential, capped, jittered in its upper half. */
+  function backoffDelay(n) {
+    const d = Math.min(backoff * 2 ** n, maxBackoff);
+    return d / 2 + Math.random() * (d / 2);
+  }
+
+  /**
+   * One call to the token endpoint. Returns {state} or {fail, kind}, kind
+   * being "invalid_grant" (the session is over), "unanswered" (sent, no
+   * answer: a timeout or a reply that broke off), "network", "temporary"
+   * (429, 5xx) or "permanent" (any other 4xx, a malformed reply).
+   */
+  async function callTokenEndpoint(s) {
+    const [url, init] = wire.refreshRequest(s);
+    const sig = timeoutSignal(refreshTimeout);
+    if (sig) init.signal = sig;
     let res;
     try {
-      const init = jsonPost(body);
-      const sig = timeoutSignal(refreshTimeout);
-      if (sig) init.signal = sig;
-      res = await getFetch()(endpoint('refresh'), init);
+      res = await getFetch()(url, init);
     } catch (e) {
-      throw new RefreshError(e?.name === 'TimeoutError' ? 'timeout' : 'network error', { cause: e });
+      const timeout = e?.name === 'TimeoutError';
+      return { kind: timeout ? 'unanswered' : 'network', fail: { message: timeout ? 'timeout' : 'network error', cause: e } };
     }
-    const data = await readJSON(res);
+    const { data, lost } = await readBody(res);
+    if (lost) return { kind: 'unanswered', fail: { message: 'the answer broke off', cause: lost, status: res.status } };
     if (res.ok) {
-      const s2 = stateFromReply(data);
-      if (!s2) throw new RefreshError('malformed reply', { status: res.status });
-      if (!cookie && !s2.refreshToken) s2.refreshToken = sent; // a server that does not rotate
-      return s2;
+      const s2 = stateFromGrant(wire.grant(data));
+      if (!s2) return { kind: 'permanent', fail: { message: 'malformed reply', status: res.status } };
+      if (!cookie && !s2.refreshToken && s?.refreshToken) s2.refreshToken = s.refreshToken; // a server that does not rotate
+      return { state: s2 };
     }
-    const code = data?.error;
-    if (res.status === 401 || res.status === 400 || code === 'invalid_grant') {
-      // A tab without the lock (or an old version) may have rotated the
-      // token under us: if the store moved on, take what it holds.
-      const again = await readStore();
-      if (again && !cookie && again.refreshToken && again.refreshToken !== sent) return again;
-      const reason = (code === 'invalid_grant' && data?.error_description) || code || 'unknown';
-      const stillOurs = !again || cookie || again.refreshToken === sent;
-      throw endSession(String(reason), null, stillOurs);
+    const code = typeof data?.error === 'string' ? data.error : '';
+    const description = typeof data?.error_description === 'string' ? data.error_description : '';
+    const fail = { message: code ? `${res.status} ${code}` : `HTTP ${res.status}`, status: res.status, code, description };
+    if (res.status >= 400 && res.status < 500 && code === 'invalid_grant') return { kind: 'invalid_grant', fail };
+    if (res.status === 429 || res.status >= 500) {
+      fail.retryAfter = retryAfterMs(res.headers.get('Retry-After'), Date.now()) / 1000;
+      return { kind: 'temporary', fail };
     }
-    throw new RefreshError(`HTTP ${res.status}`, { status: res.status });
+    return { kind: 'permanent', fail };
+  }
+
+  /**
+   * Gets the tokens that follow s from the token endpoint, retrying what
+   * may pass: a call sent but unanswered once at once (the server's grace
+   * window answers it with the same successor), a network error, 429 or
+   * 5xx up to maxRetries times with backoff, honouring Retry-After. The
+   * whole refresh stays within twice refreshTimeout.
+   */
+  async function exchange(s, id, e0) {
+    const deadline = now() + 2 * refreshTimeout;
+    let retries = 0;
+    let lostRetried = false;
+    for (let attempt = 1; ; attempt++) {
+      const r = await callTokenEndpoint(s);
+      if (r.state) return r.state;
+      if (r.kind === 'invalid_grant') {
+        // A tab without the lock (or an old version) may have rotated the
+        // token under us: if the store moved on, take what it holds.
+        const again = await readStore();
+        if (again && !cookie && again.refreshToken && again.refreshToken !== s?.refreshToken) return again;
+        const d = r.fail.description;
+        const reason = /^[a-z_]{1,32}$/.test(d) ? d : 'invalid_grant';
+        const stillOurs = !again || cookie || again.refreshToken === s?.refreshToken;
+        throw endSession(reason, stillOurs, d);
+      }
+      let delay = -1;
+      if (r.kind === 'unanswered' && !lostRetried) {
+        lostRetried = true;
+        delay = 0;
+      } else if ((r.kind === 'network' || r.kind === 'temporary') && retries < maxRetries) {
+        delay = Math.max(backoffDelay(retries), (r.fail.retryAfter ?? 0) * 1000);
+        retries++;
+      }
+      if (delay < 0 || now() + delay > deadline) {
+        const temporary = r.kind !== 'permanent';
+        throw new RefreshError(r.fail.message, { ...r.fail, temporary, attempts: attempt });
+      }
+      emit('refresh', { id, phase: 'retry', at: now(), attempt, delay, reason: r.fail.code || r.fail.message });
+      if (delay > 0) await new Promise((res) => globalThis.setTimeout(res, delay));
+      if (epoch !== e0) throw new ReauthRequiredError('logout');
+    }
   }
 
   // --- the fetch function ------------------------------------------------
@@ -550,7 +760,7 @@ export function createClient(options = {}) {
     let s = await load();
     if (!s) s = adopt(await readStore(), 'store'); // another tab may have logged in
     if (s && !isStale(s)) return s;
-    if (!s && !cookie) throw endSession('no_session', null, false);
+    if (!s && !cookie) throw endSession('no_session', false);
     return abortable(refresh(s), signal);
   }
 
@@ -603,7 +813,22 @@ export function createClient(options = {}) {
 
   // --- login / logout ----------------------------------------------------
 
+  /** Makes s the session of every tab: a login, or tokens from elsewhere. */
+  async function begin(s, source) {
+    await withLock(async () => {
+      gen++; // under the lock: a refresh holding it finishes (and is overwritten) first
+      await writeStore(s);
+      adopt(s, source);
+      notified = false;
+      announce({ type: 'tokens' });
+    });
+    return view(s);
+  }
+
   async function login(username, password, extra = {}) {
+    if (oauth2) {
+      throw new TypeError("silentrefresh: in oauth2 mode, sign in with your server's own flow and pass its tokens to setTokens");
+    }
     const body = { ...extra, username, password };
     if (cookie) body.cookie = true;
     let res;
@@ -618,18 +843,36 @@ export function createClient(options = {}) {
       const code = res.status === 429 ? 'rate_limited' : data?.error || (res.status >= 500 ? 'server_error' : 'rejected');
       throw new LoginError(code, { status: res.status, retryAfter });
     }
-    const s = stateFromReply(data);
+    const s = stateFromGrant(wire.grant(data));
     if (!s) throw new LoginError('malformed_reply', { status: res.status });
-    await withLock(async () => {
-      await writeStore(s);
-      adopt(s, 'login');
-      notified = false;
-      announce({ type: 'tokens' });
-    });
-    return view(s);
+    return begin(s, 'login');
   }
 
-  async function logout() {
+  /** Adopts a session begun elsewhere (another library's login, a server-side exchange). */
+  async function setTokens(t) {
+    if (!t || typeof t.accessToken !== 'string' || !t.accessToken) {
+      throw new TypeError('silentrefresh: setTokens needs {accessToken, refreshToken, expiresIn}');
+    }
+    const n = Number(t.expiresIn);
+    if (t.expiresIn == null || !Number.isFinite(n) || n <= 0) {
+      throw new TypeError('silentrefresh: setTokens: expiresIn must be a positive number of seconds');
+    }
+    if (t.refreshToken != null && (typeof t.refreshToken !== 'string' || !t.refreshToken)) {
+      throw new TypeError('silentrefresh: setTokens: refreshToken must be a non-empty string');
+    }
+    if (cookie && t.refreshToken != null) {
+      throw new TypeError('silentrefresh: setTokens: in cookie mode the refresh token stays in its cookie; pass none');
+    }
+    const s = stateFromGrant({ ...t, expiresIn: n });
+    if (!s) throw new TypeError('silentrefresh: setTokens: malformed tokens');
+    return begin(s, 'set');
+  }
+
+  async function logout(opts = {}) {
+    const everywhere = opts?.everywhere === true;
+    if (everywhere && oauth2) {
+      throw new TypeError('silentrefresh: logout({everywhere}) needs the JSON API; RFC 7009 revokes one session');
+    }
     // Not under the lock: signing out is at once. The server revokes the
     // whole family whichever of its tokens it is given, and a refresh in
     // flight anywhere is voided (epoch here, the "ended" message elsewhere).
@@ -643,14 +886,11 @@ export function createClient(options = {}) {
     if (newer(mine, s)) s = mine;
     await clearStore();
     announce({ type: 'ended', reason: 'logout' });
-    emit('logout', {});
-    const headers = { 'Content-Type': 'application/json' };
-    if (s?.accessToken) headers.Authorization = `Bearer ${s.accessToken}`;
-    const body = cookie || !s?.refreshToken ? {} : { refreshToken: s.refreshToken };
-    const init = { method: 'POST', headers, body: JSON.stringify(body), cache: 'no-store' };
-    if (credentials) init.credentials = credentials;
+    emit('logout', { everywhere });
+    const call = wire.logoutRequest(s, everywhere);
+    if (!call) return false; // no revocation endpoint: the server was not told
     try {
-      const res = await getFetch()(endpoint('logout'), init);
+      const res = await getFetch()(...call);
       return res.ok;
     } catch {
       return false; // the local session is gone all the same
@@ -665,7 +905,7 @@ export function createClient(options = {}) {
     if (newer(s, current)) adopt(s, 'store');
     else if (!s && current && shared && !channel) {
       // No channel to hear it on: an empty store means a logout elsewhere.
-      endSession('logout', null, false);
+      endSession('logout', false);
       return;
     }
     if (current && isStale(current)) {
@@ -705,8 +945,9 @@ export function createClient(options = {}) {
       const data = await readJSON(res);
       const active = res.ok && data?.active !== false;
       emit('heartbeat', { phase: 'end', at: now(), status: res.status, active });
-      // Refused even after a refresh, or told so: the session is over.
-      if (res.status === 401 || (res.ok && data?.active === false)) endSession('inactive', null, true);
+      // A 401 has already had its refresh (silentFetch). Told "inactive":
+      // the refresh decides, as for a 401; only its invalid_grant ends it.
+      if (res.ok && data?.active === false && current) await refresh(current);
     } catch (e) {
       emit('heartbeat', { phase: 'end', at: now(), status: 0, active: !isReauthRequired(e), error: e?.name });
     }
@@ -747,6 +988,7 @@ export function createClient(options = {}) {
   Object.assign(client, {
     login,
     logout,
+    setTokens,
     /** The current tokens of this tab, or null. */
     tokens: () => view(current),
     /** Loads the tokens; in cookie mode, tries the cookie when there are none. */
@@ -760,6 +1002,8 @@ export function createClient(options = {}) {
         return view(await refresh(s));
       } catch (e) {
         if (isReauthRequired(e)) return null;
+        // Cookie mode with nothing here: the server's 400 says it saw no cookie.
+        if (!s && cookie && e instanceof RefreshError && e.status === 400) return null;
         throw e;
       }
     },
@@ -785,7 +1029,7 @@ export function createClient(options = {}) {
       listeners.clear();
     },
     /** The options in force, for display. */
-    info: Object.freeze({ mode, key, baseUrl, crossTab, heartbeat: heartbeatInterval, tabId }),
+    info: Object.freeze({ mode, key, baseUrl, crossTab, heartbeat: heartbeatInterval, tabId, oauth2: oauth2 ? Object.freeze({ ...oauth2 }) : null }),
   });
   return client;
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store"
 	storedsn "github.com/silentrefresh/silentrefresh/store/dsn"
@@ -270,10 +271,10 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 			}
 		})
 	}
-	sleep(ctx, o.warmup)
+	_ = clock.Sleep(ctx, o.warmup)
 	measuring.Store(true)
 	start, cpu0 := time.Now(), cpu.sample()
-	sleep(ctx, o.duration)
+	_ = clock.Sleep(ctx, o.duration)
 	measuring.Store(false)
 	elapsed, used := time.Since(start), cpu.sample()-cpu0
 	close(stop)
@@ -292,15 +293,6 @@ func measureLoop(ctx context.Context, hc *http.Client, sess []*benchSession, o o
 		r.CPUBound = float64(runtime.NumCPU()) * 1e6 / r.CPUPerOp
 	}
 	return r
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }
 
 func percentile(sorted []time.Duration, p float64) time.Duration {

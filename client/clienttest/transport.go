@@ -7,8 +7,9 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/http/httptrace"
-	"sync"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // Transport returns an http.RoundTripper that serves requests with p
@@ -72,25 +73,9 @@ func closeBody(req *http.Request) {
 }
 
 // Clock is a manual clock for Config.Now of a Provider and of a
-// client.Client. The zero Clock starts at the zero time; use NewClock.
-type Clock struct {
-	mu sync.Mutex // guards t
-	t  time.Time
-}
+// client.Client: the project's test clock. A Clock from NewClock stands
+// still until advanced.
+type Clock = clock.Fake
 
 // NewClock returns a Clock set to t.
-func NewClock(t time.Time) *Clock { return &Clock{t: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.t
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(d)
-}
+func NewClock(t time.Time) *Clock { return clock.NewFake(t) }

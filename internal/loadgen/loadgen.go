@@ -583,12 +583,17 @@ func (g *Generator) get(ctx context.Context, hc *http.Client, u string) (retry b
 }
 
 // countError counts a failure of a request u sent at sent, by its
-// message, for the summary.
+// message, for the summary, and keeps the user's first one.
 func (g *Generator) countError(err error, u *User, sent time.Time) {
 	msg := err.Error()
 	if len(msg) > 160 {
 		msg = msg[:160] + "..."
 	}
+	u.mu.Lock()
+	if u.firstErr == "" {
+		u.firstErr, u.firstErrAt = msg, g.since(sent)
+	}
+	u.mu.Unlock()
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	e, ok := g.errors[msg]

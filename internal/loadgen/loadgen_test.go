@@ -246,6 +246,9 @@ func TestSessionsEnding(t *testing.T) {
 	if len(s.Errors) == 0 || s.Errors[0].FirstUser != "user-02" {
 		t.Errorf("errors %+v, want user-02's", s.Errors)
 	}
+	if !strings.Contains(u1.FirstError, "invalid_grant") || u1.FirstErrorAt <= 0 || u0.FirstError != "" || u2.FirstError != "" {
+		t.Errorf("first errors %q %q %q, want user-02's invalid_grant only", u0.FirstError, u1.FirstError, u2.FirstError)
+	}
 	tl := g.Timeline("t", "", 0)
 	if !tl.Rows[0].Ended || !tl.Rows[0].Expected || !tl.Rows[1].Ended || tl.Rows[1].Expected || tl.Rows[2].Ended {
 		t.Errorf("timeline rows: %+v", tl.Rows)

@@ -1,22 +1,22 @@
 package loadgen
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
+
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
+	"github.com/silentrefresh/silentrefresh/server"
 )
 
-// refreshMetric is the server's counter of refresh outcomes.
-const refreshMetric = "silentrefresh_refresh_total"
-
-// ScrapeRefreshOutcomes reads silentrefresh_refresh_total{outcome=...}
+// ScrapeRefreshOutcomes reads server.MetricRefreshes{outcome=...}
 // from the /metrics endpoint of each base URL and returns the counts by
 // outcome ("rotated", "grace_replay", "reused", ...), summed over the
 // replicas.
@@ -61,40 +61,37 @@ func scrapeOne(ctx context.Context, hc *http.Client, u string) (map[string]float
 	return m, nil
 }
 
-// ParseRefreshOutcomes reads the silentrefresh_refresh_total samples of a
-// Prometheus text exposition.
+// ParseRefreshOutcomes reads the server.MetricRefreshes samples of a
+// Prometheus text exposition and sums them by outcome.
 func ParseRefreshOutcomes(r io.Reader) (map[string]float64, error) {
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := p.TextToMetricFamilies(r)
+	if err != nil {
+		return nil, err
+	}
 	out := make(map[string]float64)
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64<<10), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		rest, ok := strings.CutPrefix(line, refreshMetric+"{")
-		if !ok {
-			continue
-		}
-		labels, value, ok := strings.Cut(rest, "}")
-		if !ok {
-			return nil, fmt.Errorf("malformed sample %q", line)
-		}
+	mf, ok := families[server.MetricRefreshes]
+	if !ok {
+		return out, nil
+	}
+	for _, m := range mf.GetMetric() {
 		outcome := ""
-		for _, l := range strings.Split(labels, ",") {
-			if v, ok := strings.CutPrefix(strings.TrimSpace(l), `outcome="`); ok {
-				outcome = strings.TrimSuffix(v, `"`)
+		for _, l := range m.GetLabel() {
+			if l.GetName() == server.LabelOutcome {
+				outcome = l.GetValue()
 			}
 		}
-		fields := strings.Fields(value)
-		if outcome == "" || len(fields) == 0 {
-			return nil, fmt.Errorf("malformed sample %q", line)
+		if outcome == "" {
+			return nil, fmt.Errorf("a %s sample without an %s label", server.MetricRefreshes, server.LabelOutcome)
 		}
-		f, err := strconv.ParseFloat(fields[0], 64)
-		if err != nil {
-			return nil, fmt.Errorf("malformed sample %q: %w", line, err)
+		switch {
+		case m.Counter != nil:
+			out[outcome] += m.GetCounter().GetValue()
+		case m.Untyped != nil:
+			out[outcome] += m.GetUntyped().GetValue()
+		default:
+			return nil, fmt.Errorf("%s is a %s, not a counter", server.MetricRefreshes, mf.GetType())
 		}
-		out[outcome] += f
-	}
-	if err := sc.Err(); err != nil {
-		return nil, err
 	}
 	return out, nil
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -47,17 +46,6 @@ func (g *Generator) Snapshot() Snapshot {
 	}
 }
 
-// IsTerminal reports whether w is a terminal (a character device), where
-// the live view redraws one line instead of printing many.
-func IsTerminal(w io.Writer) bool {
-	f, ok := w.(*os.File)
-	if !ok {
-		return false
-	}
-	fi, err := f.Stat()
-	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
 // Progress is the live view of a Generator: on a terminal, one status line
 // redrawn in place with a progress bar; elsewhere, a plain line every few
 // seconds. Notes (Generator.Notef) are printed as lines of their own.
@@ -74,7 +62,7 @@ type Progress struct {
 }
 
 // Watch shows the live view on w until ctx is done, then draws the last
-// status line. tty chooses the terminal view (see IsTerminal). Start it
+// status line. tty chooses the terminal view (the caller knows whether w is one). Start it
 // before Run, in its own goroutine.
 func (g *Generator) Watch(ctx context.Context, w io.Writer, tty bool) {
 	p := &Progress{g: g, w: w, tty: tty, every: 2 * time.Second}

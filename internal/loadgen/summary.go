@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/session"
 )
 
 // Summary is what a run did, as numbers. Its JSON form is what --json
@@ -61,7 +63,7 @@ type Summary struct {
 	Failovers int64 `json:"failovers"`
 
 	// GraceReplays and ReuseDetections are the server's counters
-	// (silentrefresh_refresh_total, grace_replay and reused) over the run;
+	// (server.MetricRefreshes, grace_replay and reused) over the run;
 	// null when /metrics could not be read.
 	GraceReplays    *int64 `json:"grace_replays"`
 	ReuseDetections *int64 `json:"reuse_detections"`
@@ -184,7 +186,7 @@ func (g *Generator) Summary(ctx context.Context) Summary {
 	after, afterErr := g.scrapeEach(ctx)
 	if len(after) > 0 {
 		s.ServerRefreshes = counterDelta(before, after)
-		grace, reused := s.ServerRefreshes["grace_replay"], s.ServerRefreshes["reused"]
+		grace, reused := s.ServerRefreshes[string(session.OutcomeGraceReplay)], s.ServerRefreshes[string(session.ReasonReused)]
 		s.GraceReplays, s.ReuseDetections = &grace, &reused
 	}
 	switch {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/client"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // User is one simulated user: one session, one Client per process, and
@@ -48,6 +49,8 @@ type User struct {
 	refreshLog []TimelineRefresh
 	waitLog    []Span
 	lostLog    []time.Duration
+	firstErr   string        // the first failed request's error, outside an expected end
+	firstErrAt time.Duration // when that request was sent, since the start
 }
 
 func newUser(g *Generator, i int, c Credentials, procs int) *User {
@@ -69,11 +72,21 @@ type UserStats struct {
 	ExpectedFailures int64 // failed requests after ExpectEnd
 	Refreshes        int64 // refreshes that got new tokens from the server
 	Adoptions        int64 // refreshes that took tokens another process had saved
+	// FirstError is the error of the user's first failed request counted
+	// in Failures, "" when none failed; FirstErrorAt is when that request
+	// was sent, since the start.
+	FirstError   string
+	FirstErrorAt time.Duration
 }
 
 // Stats returns the user's counters.
 func (u *User) Stats() UserStats {
+	u.mu.Lock()
+	firstErr, firstErrAt := u.firstErr, u.firstErrAt
+	u.mu.Unlock()
 	return UserStats{
+		FirstError:       firstErr,
+		FirstErrorAt:     firstErrAt,
 		Requests:         u.requests.Load(),
 		Failures:         u.failures.Load(),
 		ExpectedFailures: u.expected.Load(),
@@ -193,12 +206,8 @@ func (u *User) login(ctx context.Context) error {
 		if err == nil || !temporary || attempt >= max(3, len(g.urls)+1) {
 			break
 		}
-		t := time.NewTimer(time.Duration(attempt) * 100 * time.Millisecond)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return fmt.Errorf("loadgen: log in %s: %w", u.Username, ctx.Err())
-		case <-t.C:
+		if err := clock.Sleep(ctx, time.Duration(attempt)*100*time.Millisecond); err != nil {
+			return fmt.Errorf("loadgen: log in %s: %w", u.Username, err)
 		}
 	}
 	if err != nil {

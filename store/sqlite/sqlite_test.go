@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/store/storetest"
@@ -172,7 +173,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "plain.db")
 	s := openTest(t, path)
-	clk := storetest.NewClock(storetest.T0)
+	clk := clock.NewFake(storetest.T0)
 	e, err := session.NewEngine(ctx, s, storetest.CountingMinter(), session.Config{Now: clk.Now})
 	if err != nil {
 		t.Fatal(err)

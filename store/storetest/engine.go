@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -29,30 +30,6 @@ func CountingMinter() session.Minter {
 	})
 }
 
-// Clock is a settable clock for session.Config.Now. It is safe for
-// concurrent use.
-type Clock struct {
-	mu  sync.Mutex
-	now time.Time // guarded by mu
-}
-
-// NewClock returns a Clock that reads t until advanced.
-func NewClock(t time.Time) *Clock { return &Clock{now: t} }
-
-// Now returns the clock's time.
-func (c *Clock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-// Advance moves the clock forward by d.
-func (c *Clock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
-
 // engineConfig is the Config of the engine tests; Now is set by newEngine.
 var engineConfig = session.Config{
 	AccessTTL:  10 * time.Minute,
@@ -62,7 +39,7 @@ var engineConfig = session.Config{
 }
 
 // newEngine returns an engine over st with the given clock.
-func newEngine(t *testing.T, st store.Store, clk *Clock, cfg session.Config) *session.Engine {
+func newEngine(t *testing.T, st store.Store, clk *clock.Fake, cfg session.Config) *session.Engine {
 	t.Helper()
 	cfg.Now = clk.Now
 	e, err := session.NewEngine(context.Background(), st, CountingMinter(), cfg)
@@ -130,6 +107,7 @@ var engineTests = []test{
 	{"ConcurrentRefresh", testEngineConcurrentRefresh},
 	{"ConcurrentRefreshTwoStores", testEngineConcurrentRefreshTwoStores},
 	{"GraceReplayAndSuperseded", testEngineGraceReplay},
+	{"ThiefSuperseded", testEngineThiefSuperseded},
 	{"ReuseAfterGrace", testEngineReuseAfterGrace},
 	{"NoGrace", testEngineNoGrace},
 	{"IdleExpiry", testEngineIdleExpiry},
@@ -196,7 +174,7 @@ func raceRefresh(t *testing.T, st store.Store, engines []*session.Engine, rt, fa
 
 func testEngineConcurrentRefresh(t *testing.T, s *suite) {
 	st := s.open(t)
-	e := newEngine(t, st, NewClock(T0), engineConfig)
+	e := newEngine(t, st, clock.NewFake(T0), engineConfig)
 	g := login(t, e)
 	raceRefresh(t, st, []*session.Engine{e}, g.RefreshToken, g.Family.ID, 32)
 }
@@ -204,7 +182,7 @@ func testEngineConcurrentRefresh(t *testing.T, s *suite) {
 func testEngineConcurrentRefreshTwoStores(t *testing.T, s *suite) {
 	a := s.open(t)
 	b := s.reopen(t, unwrapStore(a))
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	ea := newEngine(t, a, clk, engineConfig)
 	eb := newEngine(t, b, clk, engineConfig) // shares the rotation secret through the store
 	g := login(t, ea)
@@ -213,7 +191,7 @@ func testEngineConcurrentRefreshTwoStores(t *testing.T, s *suite) {
 
 func testEngineGraceReplay(t *testing.T, s *suite) {
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 	g0 := login(t, e)
 	clk.Advance(time.Minute)
@@ -227,17 +205,47 @@ func testEngineGraceReplay(t *testing.T, s *suite) {
 	if r.AccessToken == g1.AccessToken {
 		t.Error("grace replay answered the same access token, want a new one")
 	}
-	// Once the successor is used, the old token is superseded, not reused.
+	// Once the successor is used, the old token inside grace is
+	// superseded: the chain moved on past a token somebody else still
+	// holds, so the family is revoked, as for reuse.
 	g2 := refresh(t, e, g1.RefreshToken, session.OutcomeRotated)
 	refuse(t, e, g0.RefreshToken, session.ReasonSuperseded)
-	checkFamily(t, st, g0.Family.ID, "")
-	refresh(t, e, g2.RefreshToken, session.OutcomeRotated)
+	checkFamily(t, st, g0.Family.ID, string(session.ReasonSuperseded))
+	refuse(t, e, g2.RefreshToken, session.ReasonRevoked)
+	refuse(t, e, g1.RefreshToken, session.ReasonRevoked)
+}
+
+// testEngineThiefSuperseded: a thief rotates a stolen token twice
+// (T → S → S2) and the owner presents T inside grace. The family is
+// revoked; the thief's S2, and every later refresh of the thief, is
+// refused; other sessions are untouched.
+func testEngineThiefSuperseded(t *testing.T, s *suite) {
+	ctx := context.Background()
+	st := s.open(t)
+	clk := clock.NewFake(T0)
+	e := newEngine(t, st, clk, engineConfig)
+	owner := login(t, e)
+	other := login(t, e)
+	s1 := refresh(t, e, owner.RefreshToken, session.OutcomeRotated) // the thief
+	s2 := refresh(t, e, s1.RefreshToken, session.OutcomeRotated)
+	clk.Advance(engineConfig.Grace / 2)
+	refuse(t, e, owner.RefreshToken, session.ReasonSuperseded)
+	checkFamily(t, st, owner.Family.ID, string(session.ReasonSuperseded))
+	if _, err := e.Session(ctx, owner.Family.ID); !errors.Is(err, session.ErrSessionEnded) {
+		t.Errorf("Session of a superseded family: %v, want ErrSessionEnded", err)
+	}
+	refuse(t, e, s2.RefreshToken, session.ReasonRevoked)
+	checkFamily(t, st, other.Family.ID, "")
+	refresh(t, e, other.RefreshToken, session.OutcomeRotated)
+	clk.Advance(engineConfig.Grace)
+	refuse(t, e, s2.RefreshToken, session.ReasonRevoked)
+	refuse(t, e, s1.RefreshToken, session.ReasonRevoked)
 }
 
 func testEngineReuseAfterGrace(t *testing.T, s *suite) {
 	ctx := context.Background()
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 	g0 := login(t, e)
 	g1 := refresh(t, e, g0.RefreshToken, session.OutcomeRotated)
@@ -260,7 +268,7 @@ func testEngineNoGrace(t *testing.T, s *suite) {
 	st := s.open(t)
 	cfg := engineConfig
 	cfg.Grace = -1
-	e := newEngine(t, st, NewClock(T0), cfg)
+	e := newEngine(t, st, clock.NewFake(T0), cfg)
 	g0 := login(t, e)
 	refresh(t, e, g0.RefreshToken, session.OutcomeRotated)
 	refuse(t, e, g0.RefreshToken, session.ReasonReused)
@@ -269,7 +277,7 @@ func testEngineNoGrace(t *testing.T, s *suite) {
 
 func testEngineIdleExpiry(t *testing.T, s *suite) {
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 	g0 := login(t, e)
 	if want := clk.Now().Add(engineConfig.RefreshTTL); !g0.RefreshExpiresAt.Equal(want) {
@@ -286,7 +294,7 @@ func testEngineIdleExpiry(t *testing.T, s *suite) {
 func testEngineAbsoluteExpiry(t *testing.T, s *suite) {
 	ctx := context.Background()
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 	g := login(t, e)
 	end := g.Family.ExpiresAt
@@ -318,7 +326,7 @@ func testEngineAbsoluteExpiry(t *testing.T, s *suite) {
 func testEngineRevocation(t *testing.T, s *suite) {
 	ctx := context.Background()
 	st := s.open(t)
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 
 	t.Run("logout", func(t *testing.T) {
@@ -377,7 +385,7 @@ func testEngineRevocation(t *testing.T, s *suite) {
 
 func testEngineUnknown(t *testing.T, s *suite) {
 	st := s.open(t)
-	e := newEngine(t, st, NewClock(T0), engineConfig)
+	e := newEngine(t, st, clock.NewFake(T0), engineConfig)
 	login(t, e)
 	for _, rt := range []string{"", "no-such-token", "YWJj"} {
 		refuse(t, e, rt, session.ReasonUnknown)
@@ -389,7 +397,7 @@ func testEngineAcrossReopen(t *testing.T, s *suite) {
 	if s.h.Reopen == nil {
 		t.Skip("Harness.Reopen is nil")
 	}
-	clk := NewClock(T0)
+	clk := clock.NewFake(T0)
 	e := newEngine(t, st, clk, engineConfig)
 	g0 := login(t, e)
 	g1 := refresh(t, e, g0.RefreshToken, session.OutcomeRotated)

@@ -46,22 +46,27 @@ async function newContext(t) {
   return { ctx, refreshes, errors };
 }
 
-/** Opens a tab with window.client = createClient({mode, key, heartbeat}) and helpers. */
-async function openTab(ctx, { mode = 'bearer', key, heartbeat = 0 }) {
+/**
+ * Opens a tab with window.client = createClient({mode, key, heartbeat,
+ * ...options}) and helpers; window.retries collects the refresh retries.
+ */
+async function openTab(ctx, { mode = 'bearer', key, heartbeat = 0, options = {} }) {
   const page = await ctx.newPage();
   await page.goto(`${srv.url}/__blank`);
   await page.evaluate(
-    async ({ mode, key, heartbeat }) => {
+    async ({ mode, key, heartbeat, options }) => {
       const m = await import('/silentrefresh.js');
       window.reauth = [];
-      window.client = m.createClient({ mode, key, heartbeat, onReauthRequired: (e) => window.reauth.push(e.reason) });
+      window.retries = [];
+      window.client = m.createClient({ mode, key, heartbeat, ...options, onReauthRequired: (e) => window.reauth.push(e.reason) });
+      window.client.on('refresh', (e) => e.phase === 'retry' && window.retries.push(e.delay));
       // n concurrent GET /api/me: each a status, or the error's name and reason.
       window.fire = async (n) => {
         const rs = await Promise.allSettled(Array.from({ length: n }, () => window.client('/api/me', { cache: 'no-store' })));
         return rs.map((r) => (r.status === 'fulfilled' ? r.value.status : `${r.reason.name}:${r.reason.reason ?? r.reason.message}`));
       };
     },
-    { mode, key, heartbeat },
+    { mode, key, heartbeat, options },
   );
   return page;
 }
@@ -172,6 +177,68 @@ describe('silentrefresh.js in Chromium', { concurrency: false }, () => {
       assert.match((await reauth(p))[0], /^(revoked|inactive)$/);
     }
     assert.equal(calls.length, 0, 'no request of the application was needed');
+    assert.deepEqual(errors, []);
+  });
+
+  it("an empty baseUrl means the page's origin", { timeout: 60_000 }, async (t) => {
+    const { ctx, errors } = await newContext(t);
+    const page = await openTab(ctx, { key: 'base', options: { baseUrl: '' } });
+    assert.equal(await page.evaluate(() => window.client.info.baseUrl), srv.url);
+    const seen = [];
+    page.on('request', (r) => new URL(r.url()).pathname === '/api/me' && seen.push(r.headers().authorization));
+    await page.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    assert.deepEqual(await page.evaluate(() => window.fire(1)), [200]);
+    assert.match(seen[0] ?? '', /^Bearer ey/, 'the token went to the page origin');
+    assert.deepEqual(errors, []);
+  });
+
+  it("an answer lost after the server rotated: the retry gets the grace window's successor", { timeout: 60_000 }, async (t) => {
+    const { ctx, refreshes, errors } = await newContext(t);
+    const page = await openTab(ctx, { key: 'lost' });
+    await page.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    let first = true;
+    await page.route('**/api/auth/refresh', async (route) => {
+      if (!first) return route.continue();
+      first = false;
+      await route.fetch(); // the server rotates...
+      await route.abort('connectionreset'); // ...and the answer never arrives
+    });
+    await waitExpired(page);
+    const m0 = await srv.metrics();
+    const n0 = refreshes.length;
+    assert.deepEqual(await page.evaluate(() => window.fire(5)), Array(5).fill(200));
+    assert.equal(refreshes.length - n0, 2, 'the call and its retry');
+    assert.equal(refreshes.at(-1).postData(), refreshes.at(-2).postData(), 'the retry presents the same refresh token');
+    assert.equal((await page.evaluate(() => window.retries)).length, 1);
+    const d = await metricsDelta(m0);
+    assert.equal(d.rotated, 1);
+    assert.equal(d.grace_replay, 1, 'the server answered the retry from its grace window');
+    assert.equal(d.reused ?? 0, 0);
+    assert.deepEqual(await page.evaluate(() => window.reauth), []);
+    assert.deepEqual(errors, []);
+  });
+
+  it('a refresh that timed out is retried once at once, inside the grace window', { timeout: 60_000 }, async (t) => {
+    const { ctx, refreshes, errors } = await newContext(t);
+    const page = await openTab(ctx, { key: 'timeout', options: { refreshTimeout: 1000 } });
+    await page.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    let first = true;
+    await page.route('**/api/auth/refresh', async (route) => {
+      if (!first) return route.continue();
+      first = false;
+      await route.fetch(); // rotated at the server; the browser gives up waiting after 1 s
+      await new Promise((r) => setTimeout(r, 3000));
+      await route.abort().catch(() => {});
+    });
+    await waitExpired(page);
+    const m0 = await srv.metrics();
+    const n0 = refreshes.length;
+    assert.deepEqual(await page.evaluate(() => window.fire(3)), Array(3).fill(200));
+    assert.equal(refreshes.length - n0, 2);
+    assert.deepEqual(await page.evaluate(() => window.retries), [0], 'retried at once');
+    const d = await metricsDelta(m0);
+    assert.equal(d.rotated, 1);
+    assert.equal(d.grace_replay, 1);
     assert.deepEqual(errors, []);
   });
 

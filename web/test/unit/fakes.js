@@ -97,21 +97,26 @@ export class LockManager {
 
 /**
  * A token server in the shape of the HTTP contract, served through a fetch
- * function. Refresh tokens rotate; presenting a consumed one revokes the
- * family (no grace here, so a double refresh shows up as a failure).
+ * function: the JSON API, and /oauth2/token and /oauth2/revoke in RFC 6749
+ * form. Refresh tokens rotate; presenting a consumed one revokes the family
+ * unless grace is on and its successor is unused (then the same successor
+ * comes back, as the real server's grace window does). Without grace a
+ * double refresh shows up as a failure.
  */
 export class FakeServer {
-  constructor({ ttl = 60, cookieMode = false } = {}) {
+  constructor({ ttl = 60, cookieMode = false, grace = false } = {}) {
     this.ttl = ttl;
     this.cookieMode = cookieMode;
+    this.grace = grace;
     this.n = 0;
     this.refreshToken = null; // the live one
+    this.successor = new Map(); // consumed refresh token -> the grant that followed it
     this.consumed = new Set();
     this.access = new Set(); // valid access tokens
     this.revoked = false;
     this.cookie = null; // the cookie jar of the fake browser
-    this.calls = { login: 0, refresh: 0, logout: 0, me: 0, heartbeat: 0 };
-    this.log = []; // every request: {path, auth, body, credentials}
+    this.calls = { login: 0, refresh: 0, logout: 0, me: 0, heartbeat: 0, revoke: 0 };
+    this.log = []; // every request: {path, origin, auth, body, type, credentials}
     this.refreshGate = null; // a promise the refresh handler waits for
     this.refreshStatus = 0; // a forced status for refresh replies
     this.fetch = this.fetch.bind(this);
@@ -134,13 +139,42 @@ export class FakeServer {
     return body;
   }
 
+  /** The rules of a refresh: a grant body, or {error: reason}. */
+  rotate(rt) {
+    if (this.revoked) return { error: 'revoked' };
+    if (this.consumed.has(rt)) {
+      const next = this.successor.get(rt);
+      if (this.grace && next && !this.consumed.has(next.rt)) {
+        const at = `at-${++this.n}`;
+        this.access.add(at);
+        if (this.cookieMode) this.cookie = next.rt;
+        return { ...next.grant, accessToken: at };
+      }
+      this.revoked = true;
+      return { error: 'reused' };
+    }
+    if (rt !== this.refreshToken) return { error: 'unknown' };
+    this.consumed.add(rt);
+    const g = this.grant();
+    this.successor.set(rt, { grant: g, rt: this.refreshToken });
+    return g;
+  }
+
   async fetch(input, init) {
     const req = new Request(input, init);
     const url = new URL(req.url);
     const text = req.method === 'GET' || req.method === 'HEAD' ? '' : await req.text();
-    const body = text ? JSON.parse(text) : null;
+    const form = (req.headers.get('Content-Type') || '').startsWith('application/x-www-form-urlencoded');
+    const body = !text ? null : form ? Object.fromEntries(new URLSearchParams(text)) : JSON.parse(text);
     const auth = req.headers.get('Authorization');
-    this.log.push({ path: url.pathname, origin: url.origin, auth, body, credentials: init?.credentials ?? req.credentials });
+    this.log.push({
+      path: url.pathname,
+      origin: url.origin,
+      auth,
+      body,
+      type: req.headers.get('Content-Type'),
+      credentials: init?.credentials ?? req.credentials,
+    });
     const json = (status, v, headers = {}) =>
       new Response(v == null ? null : JSON.stringify(v), {
         status,
@@ -159,17 +193,29 @@ export class FakeServer {
         if (this.refreshGate) await this.refreshGate;
         if (this.refreshStatus) return json(this.refreshStatus, { error: 'server_error' });
         const rt = this.cookieMode ? this.cookie : body?.refreshToken;
-        const fail = (d) => json(401, { error: 'invalid_grant', error_description: d });
-        if (!rt) return fail('unknown');
-        if (this.revoked) return fail('revoked');
-        if (this.consumed.has(rt)) {
-          this.revoked = true;
-          return fail('reused');
-        }
-        if (rt !== this.refreshToken) return fail('unknown');
-        this.consumed.add(rt);
-        return json(200, this.grant());
+        if (!rt) return json(400, { error: 'invalid_request', error_description: 'field "refreshToken" is required' });
+        const r = this.rotate(rt);
+        return r.error ? json(401, { error: 'invalid_grant', error_description: r.error }) : json(200, r);
       }
+      case '/oauth2/token': {
+        this.calls.refresh++;
+        if (this.refreshGate) await this.refreshGate;
+        if (!form) return json(400, { error: 'invalid_request', error_description: 'form-encoded body expected' });
+        if (body.grant_type !== 'refresh_token') return json(400, { error: 'unsupported_grant_type' });
+        if (!body.refresh_token) return json(400, { error: 'invalid_request', error_description: 'refresh_token is required' });
+        const r = this.rotate(body.refresh_token);
+        if (r.error) return json(400, { error: 'invalid_grant', error_description: r.error });
+        return json(200, {
+          access_token: r.accessToken,
+          token_type: 'bearer',
+          expires_in: String(r.expiresIn), // some servers quote it
+          refresh_token: r.refreshToken,
+        });
+      }
+      case '/oauth2/revoke':
+        this.calls.revoke++;
+        this.revoked = true;
+        return new Response(null, { status: 200 });
       case '/api/auth/logout':
         this.calls.logout++;
         this.revoked = true;
@@ -196,4 +242,49 @@ export async function until(cond, what = 'condition', tries = 10_000) {
     await new Promise((r) => setImmediate(r));
   }
   throw new Error(`timed out waiting for ${what}`);
+}
+
+/**
+ * A fetch in front of server whose answers to refresh calls follow a script,
+ * one entry per call: "ok" (the server answers), "network" (fails before
+ * the server sees it), "lost" (the server rotates, the answer is lost),
+ * "timeout" (the server rotates, the answer never comes: the client's
+ * timeout fires), or {status, body, headers} (answered as given). Past the
+ * script, the server answers. presented lists the refresh token of each call.
+ */
+export function scripted(server, script) {
+  const presented = [];
+  const fetch = async (input, init) => {
+    const req = new Request(input, init);
+    const path = new URL(req.url).pathname;
+    if (path !== '/api/auth/refresh' && path !== '/oauth2/token') return server.fetch(input, init);
+    const text = typeof init?.body === 'string' ? init.body : '';
+    presented.push(text.startsWith('{') ? JSON.parse(text).refreshToken : new URLSearchParams(text).get('refresh_token'));
+    const a = script.length ? script.shift() : 'ok';
+    switch (a) {
+      case 'ok':
+        return server.fetch(input, init);
+      case 'network':
+        throw new TypeError('Failed to fetch');
+      case 'lost':
+        await server.fetch(input, init);
+        throw new TypeError('Failed to fetch');
+      case 'timeout': {
+        await server.fetch(input, init);
+        const signal = init.signal;
+        if (!signal) throw new Error('scripted: a timeout needs the request to carry a signal');
+        // AbortSignal.timeout's timer does not keep Node's event loop alive.
+        const alive = setInterval(() => {}, 1000);
+        await new Promise((r) => (signal.aborted ? r() : signal.addEventListener('abort', r, { once: true })));
+        clearInterval(alive);
+        throw signal.reason;
+      }
+      default: {
+        const body = a.body === undefined ? null : typeof a.body === 'string' ? a.body : JSON.stringify(a.body);
+        const type = typeof a.body === 'string' ? 'text/plain' : 'application/json';
+        return new Response(body, { status: a.status, headers: { 'Content-Type': type, ...(a.headers || {}) } });
+      }
+    }
+  };
+  return { fetch, presented };
 }
