@@ -102,11 +102,12 @@ var (
 // amount of hashing work, so the answer does not tell which it was. It
 // hashes nothing once ctx has ended, and returns ctx's error instead.
 // Hashing takes tens of MiB and a core for tens of milliseconds: callers
-// serving many requests bound how many run at once.
+// serving many requests bound how many run at once. Its errors never hold
+// the username, which may be a password typed into the wrong field.
 func Authenticate(ctx context.Context, st Store, username, password string) (User, error) {
 	u, err := st.UserByName(ctx, username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
+		return User{}, fmt.Errorf("user: look up the user: %w", err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return User{}, fmt.Errorf("user: authenticate: %w", cerr)
@@ -118,7 +119,7 @@ func Authenticate(ctx context.Context, st Store, username, password string) (Use
 	}
 	ok, err := VerifyPassword(u.PasswordHash, password)
 	if err != nil {
-		return User{}, fmt.Errorf("user: verify %q: %w", username, err)
+		return User{}, fmt.Errorf("user: verify the password: %w", err)
 	}
 	if !ok {
 		return User{}, ErrInvalidCredentials
