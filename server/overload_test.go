@@ -90,8 +90,14 @@ func TestLoginFloodIsRefusedBeforeHashing(t *testing.T) {
 		expectOverloaded(t, postLogin(s, "alice", "pw"))
 		expectOverloaded(t, postLogin(s, "nobody", "pw"))
 	}
-	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginOverloaded)); n != 6 {
-		t.Fatalf("overloaded logins counted %v, want 6", n)
+	// The token endpoint's password grant alike.
+	req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader("grant_type=password&username=alice&password=pw"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	expectOverloaded(t, rec)
+	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginOverloaded)); n != 7 {
+		t.Fatalf("overloaded logins counted %v, want 7", n)
 	}
 	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginError)); n != 0 {
 		t.Fatalf("overload counted as %v errors", n)
