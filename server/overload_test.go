@@ -173,7 +173,7 @@ func TestHashesInFlightAreBounded(t *testing.T) {
 // make three lines, each with its count, once the interval is over.
 func TestRefusalLogCountsPerKeyAndInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf lockedBuffer
+		var buf LogBuffer
 		l := &refusalLog{log: slog.New(slog.NewTextHandler(&buf, nil)), every: 10 * time.Second}
 		keys := []refusalKey{{limitUser, "tag1", "192.0.2.1"}, {limitClient, "tag1", "192.0.2.2"}, {limitAddress, "tag2", "192.0.2.3"}}
 		for i := range 1000 {
@@ -203,28 +203,4 @@ func TestRefusalLogCountsPerKeyAndInterval(t *testing.T) {
 			t.Fatalf("next interval: %q", buf.String())
 		}
 	})
-}
-
-// lockedBuffer is a log destination safe for concurrent use.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }
