@@ -87,6 +87,9 @@ func (s *Server) login(r *http.Request, username, password, clientID, jkt string
 	if err != nil {
 		return session.Grant{}, err
 	}
+	if err := s.afterLogin(r.Context(), u.ID, g); err != nil {
+		return session.Grant{}, err
+	}
 	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID, "dpop", jkt != "")
 	return g, nil
 }
@@ -158,12 +161,20 @@ func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok strin
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	var req refreshRequest
+	var req logoutRequest
 	if r.ContentLength != 0 {
 		if e := decodeJSON(w, r, &req); e != nil {
 			writeError(w, e)
 			return
 		}
+	}
+	if all, e := logoutAll(r, req.All); e != nil || all {
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		s.logoutEverywhere(w, r, req.RefreshToken)
+		return
 	}
 	if req.RefreshToken != nil || hasRefreshCookie(r) {
 		rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)

@@ -24,6 +24,7 @@ import (
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
+	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // Config configures a Server. Store is required; every other field has a
@@ -79,6 +80,19 @@ type Config struct {
 	// the current nonce is answered use_dpop_nonce. Off by default.
 	DPoPNonce bool
 
+	// MaxSessionsPerUser caps the live sessions of one user: a login past
+	// it revokes the user's least recently refreshed session. Zero means
+	// 100; a negative value means no cap.
+	MaxSessionsPerUser int
+
+	// AdminToken, when not empty, enables AdminHandler: the admin API and
+	// /metrics, for requests bearing this token, which must be at least
+	// MinAdminTokenLen bytes. /metrics then leaves the public handler.
+	AdminToken string
+	// PasswordParams hash the passwords set through the admin API; the
+	// zero value means user.DefaultParams.
+	PasswordParams user.Params
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -116,6 +130,8 @@ type Server struct {
 	refusals      *refusalLog
 	userTag       func(username string) string
 	handler       http.Handler
+	// adminHandler serves the admin listener; nil without AdminToken.
+	adminHandler http.Handler
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -146,6 +162,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := loginDefaults(&cfg); err != nil {
 		return nil, err
 	}
+	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("server: the admin token is %d bytes, want at least %d", len(cfg.AdminToken), MinAdminTokenLen)
+	}
 	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
 		return nil, fmt.Errorf("server: signing key: %w", err)
 	}
@@ -159,6 +178,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		SessionTTL: cfg.SessionTTL,
 		Grace:      cfg.Grace,
 		Now:        cfg.Now,
+
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -192,6 +213,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		userTag:  newUserTagger(),
 	}
 	s.routes()
+	if cfg.AdminToken != "" {
+		s.adminHandler = s.adminRoutes()
+	}
 	return s, nil
 }
 
@@ -267,8 +291,9 @@ func (s *Server) afterRetire(ctx context.Context, gone []token.KeyInfo, err erro
 	return nil
 }
 
-// CollectExpired deletes sessions past their absolute expiry, once now and
-// then every interval until ctx ends.
+// CollectExpired deletes sessions past their absolute expiry and consumed
+// refresh tokens past their idle expiry, once now and then every interval
+// until ctx ends.
 func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -280,6 +305,7 @@ func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 		case n > 0:
 			s.log.Info("deleted expired sessions", "count", n)
 		}
+		s.collectSpentTokens(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -329,7 +355,10 @@ func (s *Server) routes() {
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
-	handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	if s.cfg.AdminToken == "" { // else it is on the admin listener
+		handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	}
+	s.userSessionRoutes(handle, requireBearer)
 	handle("GET", "/healthz", "healthz", http.HandlerFunc(s.handleHealth))
 	for _, p := range []string{"/api/", "/oauth2/", "/.well-known/"} {
 		mux.HandleFunc(p, s.handleNotFound)

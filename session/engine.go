@@ -21,6 +21,8 @@ const (
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 	DefaultSessionTTL = 30 * 24 * time.Hour
 	DefaultGrace      = 10 * time.Second
+
+	DefaultMaxSessionsPerUser = 100
 )
 
 // PublicClientID is the client_id claim of access tokens from a login that
@@ -41,6 +43,10 @@ type Config struct {
 	// presented again and answered with the same successor. Zero means
 	// 10s; a negative value turns the grace window off.
 	Grace time.Duration
+	// MaxSessionsPerUser caps the live sessions of one subject: a login
+	// past it revokes the least recently refreshed one. Zero means 100; a
+	// negative value means no cap.
+	MaxSessionsPerUser int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -72,6 +78,9 @@ type Grant struct {
 	// KeyThumbprint is the jkt of the DPoP key the access token is bound
 	// to (its cnf claim), or "" for a bearer token.
 	KeyThumbprint string
+	// Evicted are the sessions a login revoked to stay within
+	// Config.MaxSessionsPerUser; nil for a refresh.
+	Evicted []string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -153,6 +162,9 @@ func NewEngine(ctx context.Context, st Store, m Minter, cfg Config) (*Engine, er
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -179,7 +191,9 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens.
+// Login opens a new family for subject and returns its first tokens. A
+// login past Config.MaxSessionsPerUser revokes the subject's least recently
+// refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
 	return e.LoginBound(ctx, subject, clientID, "")
 }
@@ -212,10 +226,16 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 		IssuedAt:  now,
 		ExpiresAt: e.refreshExpiry(now, fam),
 	}
-	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
+	evicted, err := e.store.CreateFamilyCapped(ctx, fam, first, e.cfg.MaxSessionsPerUser, RevokeSessionCap)
+	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, jkt)
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, jkt)
+	if err != nil {
+		return Grant{}, err
+	}
+	g.Evicted = evicted
+	return g, nil
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,

@@ -91,6 +91,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	var af adminFlags
+	af.register(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
 		fs.PrintDefaults()
@@ -106,6 +108,10 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if f.grace < 0 {
 		return fmt.Errorf("serve: --grace must not be negative, got %v", f.grace)
+	}
+	adminToken, err := af.check()
+	if err != nil {
+		return fmt.Errorf("serve: %w", err)
 	}
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(f.logLevel)); err != nil {
@@ -143,9 +149,19 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		TrustedProxies: f.trustedProxies,
 		Logger:         log,
 		Assets:         web.Handler(),
+
+		MaxSessionsPerUser: af.sessionCap(),
+		AdminToken:         adminToken,
 	})
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if af.addr != "" {
+		stop, err := startAdmin(af.addr, srv.AdminHandler(), log, stdout)
+		if err != nil {
+			return fmt.Errorf("serve: %w", err)
+		}
+		defer stop(f.shutdownTimeout)
 	}
 	return serveUntilDone(ctx, ln, srv, log, f.shutdownTimeout, func() {
 		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", dsn.Redact(f.db),

@@ -67,12 +67,15 @@ const (
 		INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (username) DO NOTHING`
 
-	qUser = `SELECT id, username, password_hash, created_at FROM users WHERE username = ?`
+	qUser = `SELECT id, username, password_hash, created_at, disabled_at FROM users WHERE username = ?`
 )
 
 var writerQueries = []string{
 	qInsertFamily, qInsertToken, qChain, qConsume, qRevoke, qSecret, qInsertSecret,
 	qDeleteExpired, qInsertKey, qDeleteKey, qInsertUser,
+	qLiveSessions, qCountLive, qRevokeLive, qRevokeSubject, qDeleteSpent, // accounts.go
 }
 
-var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser}
+var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser,
+	qLiveSessions, qUserByID, qUsers, // accounts.go
+}
