@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -28,6 +30,7 @@ type serveFlags struct {
 	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
 	requireDPoP, dpopNonce     bool
+	cpuProfile                 string
 }
 
 // stringList is a repeatable string flag.
@@ -93,6 +96,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
 	var af adminFlags
 	af.register(fs)
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
 		fs.PrintDefaults()
@@ -118,6 +122,17 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return fmt.Errorf("serve: --log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {
