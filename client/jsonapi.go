@@ -41,13 +41,17 @@ func (r *JSONAPIRefresher) Refresh(ctx context.Context, refreshToken string) (Gr
 // Login logs in with a username and password (POST /api/auth/login) and
 // returns the session's first tokens, their Expiry measured on time.Now
 // from the moment the request was sent.
+// A login the server refuses as overloaded (503, before checking any
+// password) is tried again after its Retry-After, a few times, within ctx.
 func (r *JSONAPIRefresher) Login(ctx context.Context, username, password string) (Tokens, error) {
-	sent := time.Now()
-	g, err := r.grant(ctx, "/api/auth/login", map[string]string{"username": username, "password": password})
-	if err != nil {
-		return Tokens{}, err
-	}
-	return g.tokens(sent, ""), nil
+	return retryLogin(ctx, func(ctx context.Context) (Tokens, error) {
+		sent := time.Now()
+		g, err := r.grant(ctx, "/api/auth/login", map[string]string{"username": username, "password": password})
+		if err != nil {
+			return Tokens{}, err
+		}
+		return g.tokens(sent, ""), nil
+	})
 }
 
 // Revoke ends the session of refreshToken (POST /api/auth/logout).
@@ -74,7 +78,7 @@ func (r *JSONAPIRefresher) post(ctx context.Context, path string, body any) (*ht
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return send(r.o.hc, req)
+	return sendProved(r.o.hc, req)
 }
 
 func (r *JSONAPIRefresher) grant(ctx context.Context, path string, body any) (Grant, error) {
@@ -90,13 +94,14 @@ func (r *JSONAPIRefresher) grant(ctx context.Context, path string, body any) (Gr
 	if err := decode(resp, &g); err != nil {
 		return Grant{}, err
 	}
-	if g.TokenType != "" && !strings.EqualFold(g.TokenType, "Bearer") {
-		return Grant{}, fmt.Errorf("client: json api: unsupported tokenType %q", g.TokenType)
+	typ, err := grantType(ctx, g.TokenType)
+	if err != nil {
+		return Grant{}, fmt.Errorf("client: json api: %w", err)
 	}
 	return Grant{
 		AccessToken:      g.AccessToken,
 		RefreshToken:     g.RefreshToken,
-		TokenType:        "Bearer",
+		TokenType:        typ,
 		ExpiresIn:        time.Duration(g.ExpiresIn),
 		RefreshExpiresIn: time.Duration(g.RefreshExpiresIn),
 	}, nil

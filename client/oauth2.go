@@ -33,14 +33,18 @@ func (r *OAuth2Refresher) Refresh(ctx context.Context, refreshToken string) (Gra
 // Login logs in with a username and password (grant_type=password) and
 // returns the session's first tokens, their Expiry measured on time.Now
 // from the moment the request was sent.
+// A login the server refuses as overloaded (503, before checking any
+// password) is tried again after its Retry-After, a few times, within ctx.
 func (r *OAuth2Refresher) Login(ctx context.Context, username, password string) (Tokens, error) {
 	v := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-	sent := time.Now()
-	g, err := r.token(ctx, v)
-	if err != nil {
-		return Tokens{}, err
-	}
-	return g.tokens(sent, ""), nil
+	return retryLogin(ctx, func(ctx context.Context) (Tokens, error) {
+		sent := time.Now()
+		g, err := r.token(ctx, v)
+		if err != nil {
+			return Tokens{}, err
+		}
+		return g.tokens(sent, ""), nil
+	})
 }
 
 // Revoke revokes refreshToken at the revocation endpoint set with
@@ -77,7 +81,7 @@ func (r *OAuth2Refresher) post(ctx context.Context, u string, v url.Values) (*ht
 	if r.o.clientSecret != "" {
 		req.SetBasicAuth(url.QueryEscape(r.clientID), url.QueryEscape(r.o.clientSecret))
 	}
-	return send(r.o.hc, req)
+	return sendProved(r.o.hc, req)
 }
 
 func (r *OAuth2Refresher) token(ctx context.Context, v url.Values) (Grant, error) {
@@ -102,13 +106,14 @@ func (r *OAuth2Refresher) token(ctx context.Context, v url.Values) (Grant, error
 	if body.Error != "" {
 		return Grant{}, retrieveError(resp)
 	}
-	if body.TokenType != "" && !strings.EqualFold(body.TokenType, "Bearer") {
-		return Grant{}, fmt.Errorf("client: oauth2: unsupported token_type %q", body.TokenType)
+	typ, err := grantType(ctx, body.TokenType)
+	if err != nil {
+		return Grant{}, fmt.Errorf("client: oauth2: %w", err)
 	}
 	return Grant{
 		AccessToken:  body.AccessToken,
 		RefreshToken: body.RefreshToken,
-		TokenType:    "Bearer",
+		TokenType:    typ,
 		ExpiresIn:    time.Duration(body.ExpiresIn),
 	}, nil
 }

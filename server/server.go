@@ -20,9 +20,11 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
+	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // Config configures a Server. Store is required; every other field has a
@@ -69,6 +71,28 @@ type Config struct {
 	// Zero: 1s.
 	PasswordHashWait time.Duration
 
+	// MaxSessionsPerUser caps the live sessions of one user: a login past
+	// it revokes the user's least recently refreshed session. Zero means
+	// 100; a negative value means no cap.
+	MaxSessionsPerUser int
+
+	// AdminToken, when not empty, enables AdminHandler: the admin API and
+	// /metrics, for requests bearing this token, which must be at least
+	// MinAdminTokenLen bytes. /metrics then leaves the public handler.
+	AdminToken string
+	// PasswordParams hash the passwords set through the admin API; the
+	// zero value means user.DefaultParams.
+	PasswordParams user.Params
+
+	// RequireDPoP refuses logins without a DPoP proof (RFC 9449). By
+	// default a login with a proof opens a session bound to the proof's
+	// key, and one without opens a bearer session.
+	RequireDPoP bool
+	// DPoPNonce makes every DPoP proof carry a nonce the server issued
+	// (RFC 9449 section 8), sent in the DPoP-Nonce header; a proof without
+	// the current nonce is answered use_dpop_nonce. Off by default.
+	DPoPNonce bool
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -94,14 +118,20 @@ type Server struct {
 	issuer   *token.Issuer
 	keys     *token.StoreKeySet
 	verifier *token.Verifier
-	metrics  *metrics
-	log      *slog.Logger
-	mux      *http.ServeMux
-	limits   *loginLimiter
-	hashes   *hashGate
-	refusals *refusalLog
-	userTag  func(username string) string
-	handler  http.Handler
+	dpop     *dpop.Verifier
+	// requireBearer guards the protected endpoints: bearer.Require with
+	// the session check and DPoP.
+	requireBearer func(http.Handler) http.Handler
+	metrics       *metrics
+	log           *slog.Logger
+	mux           *http.ServeMux
+	limits        *loginLimiter
+	hashes        *hashGate
+	refusals      *refusalLog
+	userTag       func(username string) string
+	handler       http.Handler
+	// adminHandler serves the admin listener; nil without AdminToken.
+	adminHandler http.Handler
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -132,6 +162,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err := loginDefaults(&cfg); err != nil {
 		return nil, err
 	}
+	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
+		return nil, fmt.Errorf("server: the admin token is %d bytes, want at least %d", len(cfg.AdminToken), MinAdminTokenLen)
+	}
 	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
 		return nil, fmt.Errorf("server: signing key: %w", err)
 	}
@@ -145,6 +178,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		SessionTTL: cfg.SessionTTL,
 		Grace:      cfg.Grace,
 		Now:        cfg.Now,
+
+		MaxSessionsPerUser: cfg.MaxSessionsPerUser,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -161,7 +196,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	dv, err := newDPoPVerifier(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
+		dpop:     dv,
 		cfg:      cfg,
 		store:    cfg.Store,
 		engine:   engine,
@@ -176,6 +216,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		userTag:  newUserTagger(),
 	}
 	s.routes()
+	if cfg.AdminToken != "" {
+		s.adminHandler = s.adminRoutes()
+	}
 	return s, nil
 }
 
@@ -251,8 +294,9 @@ func (s *Server) afterRetire(ctx context.Context, gone []token.KeyInfo, err erro
 	return nil
 }
 
-// CollectExpired deletes sessions past their absolute expiry, once now and
-// then every interval until ctx ends.
+// CollectExpired deletes sessions past their absolute expiry and consumed
+// refresh tokens past their idle expiry, once now and then every interval
+// until ctx ends.
 func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 	t := time.NewTicker(interval)
 	defer t.Stop()
@@ -264,6 +308,7 @@ func (s *Server) CollectExpired(ctx context.Context, interval time.Duration) {
 		case n > 0:
 			s.log.Info("deleted expired sessions", "count", n)
 		}
+		s.collectSpentTokens(ctx)
 		select {
 		case <-ctx.Done():
 			return
@@ -277,6 +322,7 @@ func (s *Server) routes() {
 	s.mux = mux
 	requireBearer := bearer.Require(s.verifier,
 		bearer.WithSessionCheck(s),
+		bearer.WithDPoP(s.dpop, s.cfg.Issuer),
 		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
 		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
 			if !s.answerUnavailable(w, err) {
@@ -302,6 +348,7 @@ func (s *Server) routes() {
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
+	s.requireBearer = requireBearer
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
@@ -311,7 +358,10 @@ func (s *Server) routes() {
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
-	handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	if s.cfg.AdminToken == "" { // else it is on the admin listener
+		handle("GET", "/metrics", "metrics", promhttp.HandlerFor(s.cfg.Registry, promhttp.HandlerOpts{}))
+	}
+	s.userSessionRoutes(handle, requireBearer)
 	handle("GET", "/healthz", "healthz", http.HandlerFunc(s.handleHealth))
 	for _, p := range []string{"/api/", "/oauth2/", "/.well-known/"} {
 		mux.HandleFunc(p, s.handleNotFound)
@@ -403,6 +453,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint_auth_methods_supported": []string{"none"},
 		"revocation_endpoint_auth_methods_supported": []string{"none"},
 		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
+		"dpop_signing_alg_values_supported":          s.dpop.Algorithms(),
 	})
 }
 

@@ -21,6 +21,8 @@ const (
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 	DefaultSessionTTL = 30 * 24 * time.Hour
 	DefaultGrace      = 10 * time.Second
+
+	DefaultMaxSessionsPerUser = 100
 )
 
 // PublicClientID is the client_id claim of access tokens from a login that
@@ -41,6 +43,10 @@ type Config struct {
 	// presented again and answered with the same successor. Zero means
 	// 10s; a negative value turns the grace window off.
 	Grace time.Duration
+	// MaxSessionsPerUser caps the live sessions of one subject: a login
+	// past it revokes the least recently refreshed one. Zero means 100; a
+	// negative value means no cap.
+	MaxSessionsPerUser int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -69,6 +75,12 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	// Evicted are the sessions a login revoked to stay within
+	// Config.MaxSessionsPerUser; nil for a refresh.
+	Evicted []string
+	// KeyThumbprint is the jkt of the DPoP key the access token is bound
+	// to (its cnf claim), or "" for a bearer token.
+	KeyThumbprint string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -84,6 +96,13 @@ const (
 	ReasonReused     Reason = "reused"
 	// ReasonClientMismatch: the token was issued to another client_id.
 	ReasonClientMismatch Reason = "client_mismatch"
+	// ReasonProofMissing: the token of a family bound to a DPoP key was
+	// presented without proof of that key. It was stolen: the family is
+	// revoked.
+	ReasonProofMissing Reason = "dpop_proof_missing"
+	// ReasonKeyMismatch: the token of a family bound to a DPoP key was
+	// presented with proof of another key. The family is revoked.
+	ReasonKeyMismatch Reason = "dpop_key_mismatch"
 )
 
 // ErrInvalidGrant is matched (errors.Is) by every *GrantError.
@@ -101,8 +120,9 @@ type GrantError struct {
 	// for audit logs.
 	SessionID string
 	// Revoked is true when this refusal revoked the family (reuse after
-	// grace, or superseded inside it): a sign that the token was stolen,
-	// for the operator's audit log.
+	// grace, superseded inside it, or a DPoP-bound family's token without
+	// proof of its key): a sign that the token was stolen, for the
+	// operator's audit log.
 	Revoked bool
 }
 
@@ -142,6 +162,9 @@ func NewEngine(ctx context.Context, st Store, m Minter, cfg Config) (*Engine, er
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -168,8 +191,18 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens.
+// Login opens a new family for subject and returns its first tokens. A
+// login past Config.MaxSessionsPerUser revokes the subject's least recently
+// refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
+	return e.LoginBound(ctx, subject, clientID, "")
+}
+
+// LoginBound is Login for a client that proved possession of the DPoP key
+// whose RFC 7638 thumbprint is jkt: the family is bound to that key, its
+// access tokens carry it (cnf.jkt), and every refresh must prove the same
+// key (see RefreshBound). An empty jkt opens a bearer family, as Login.
+func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) (Grant, error) {
 	if subject == "" {
 		return Grant{}, errors.New("session: login needs a subject")
 	}
@@ -184,6 +217,8 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 		ClientID:  clientID,
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
+
+		KeyThumbprint: jkt,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
@@ -191,19 +226,38 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 		IssuedAt:  now,
 		ExpiresAt: e.refreshExpiry(now, fam),
 	}
-	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
+	evicted, err := e.store.CreateFamilyCapped(ctx, fam, first, e.cfg.MaxSessionsPerUser, RevokeSessionCap)
+	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, jkt)
+	if err != nil {
+		return Grant{}, err
+	}
+	g.Evicted = evicted
+	return g, nil
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. Two refusals revoke the whole family, since they mean that
+// *GrantError. Some refusals revoke the whole family, since they mean that
 // someone else holds a token of it (GrantError.Revoked): a consumed token
-// presented after the grace window (reused), and one presented inside it
-// after its successor was consumed too (superseded).
+// presented after the grace window (reused), one presented inside it after
+// its successor was consumed too (superseded), and a DPoP-bound family's
+// token presented without proof of its key (see RefreshBound). Refresh
+// presents no key.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
+	return e.RefreshBound(ctx, refreshToken, clientID, "")
+}
+
+// RefreshBound is Refresh for a request that proved possession of the DPoP
+// key whose thumbprint is jkt ("" for none). The token of a family bound to
+// a key (LoginBound) must come with proof of that very key, grace replays
+// included; without one, or with another key, it was stolen: the family is
+// revoked and the refusal is ReasonProofMissing or ReasonKeyMismatch. A
+// bearer family stays a bearer family, but its new access token is bound to
+// the key proved, if any.
+func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt string) (Grant, error) {
 	if refreshToken == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	}
@@ -226,6 +280,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 		case f.Revoked():
 			refusal = ReasonRevoked
 			return Change{}, nil
+		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
+			refusal, revoked = ReasonKeyMismatch, true
+			if jkt == "" {
+				refusal = ReasonProofMissing
+			}
+			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(refusal)}, nil
 		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
 			refusal = ReasonExpired
 			return Change{}, nil
@@ -281,7 +341,11 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome)
+	bound := fam.KeyThumbprint
+	if bound == "" {
+		bound = jkt
+	}
+	return e.grant(ctx, now, fam, successor, expires, outcome, bound)
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an
@@ -343,8 +407,9 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token.
-func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
+// grant mints the access token that goes with a refresh token, bound to
+// the DPoP key jkt unless it is empty.
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, jkt string) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
 	if cid == "" {
@@ -356,6 +421,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		IssuedAt:  now,
 		ClientID:  cid,
 		SessionID: f.ID,
+
+		KeyThumbprint: jkt,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -368,6 +435,7 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
+		KeyThumbprint:    jkt,
 	}, nil
 }
 
