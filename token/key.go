@@ -49,4 +49,7 @@ type Claims struct {
 	// section 6.1): the RFC 7638 thumbprint of the DPoP key the token is
 	// bound to. Empty for a bearer token.
 	KeyThumbprint string
+	// Extra are further claims (roles, tenant, ...); nil for none. Mint
+	// refuses names the members above own.
+	Extra map[string]any
 }

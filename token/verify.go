@@ -188,6 +188,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
 	}
+	c.Extra = extraClaims(tok)
 	if v.cache != nil {
 		e := &cacheEntry{sum: sum, claims: c, kid: kid, key: key}
 		if jc.NotBefore != nil {

@@ -31,6 +31,7 @@ type serveFlags struct {
 	shutdownTimeout            time.Duration
 	cpuProfile                 string
 	requireDPoP, dpopNonce     bool
+	adopt                      adoptFlags
 }
 
 // stringList is a repeatable string flag.
@@ -94,6 +95,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	f.adopt.register(fs)
 	var af adminFlags
 	af.register(fs)
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
@@ -151,7 +153,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if grace == 0 {
 		grace = -1 // --grace 0: no grace window at all
 	}
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		Store:          st,
 		Issuer:         f.issuer,
 		AccessTTL:      f.accessTTL,
@@ -167,7 +169,11 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 
 		MaxSessionsPerUser: af.sessionCap(),
 		AdminToken:         adminToken,
-	})
+	}
+	if err := f.adopt.apply(&cfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
