@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // bin is the silentrefresh binary built by TestMain, root the module's
@@ -344,12 +347,25 @@ func (g grantReply) tokens() (tokens, error) {
 	return tokens{Access: g.AccessToken, Refresh: g.RefreshToken, Expiry: time.Unix(c.Exp, 0), SID: c.SID}, nil
 }
 
+// login logs in, honouring the server's 503 and Retry-After when it has
+// more logins in flight than password hashes it allows at once, as every
+// well-behaved client does.
 func login(ctx context.Context, hc *http.Client, base, username, password string) (tokens, error) {
-	var g grantReply
-	if err := postJSON(ctx, hc, base+"/api/auth/login", map[string]string{"username": username, "password": password}, &g); err != nil {
-		return tokens{}, err
+	for attempt := 1; ; attempt++ {
+		var g grantReply
+		err := postJSON(ctx, hc, base+"/api/auth/login", map[string]string{"username": username, "password": password}, &g)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && attempt < 20 {
+			if clock.Sleep(ctx, 200*time.Millisecond) != nil {
+				return tokens{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return tokens{}, err
+		}
+		return g.tokens()
 	}
-	return g.tokens()
 }
 
 func refresh(ctx context.Context, hc *http.Client, base, refreshToken string) (tokens, error) {
