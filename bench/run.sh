@@ -26,9 +26,18 @@ echo "== client hot path: floor vs x/oauth2 vs silentrefresh, 32-way parallel; r
 go test -run '^$' -bench 'RoundTripInterleaved|Storm' -benchmem -count "$COUNT" ./client | tee "$OUT/client.txt" >/dev/null
 benchstat "$OUT/client.txt"
 
+echo "== DPoP beside bearer: client per request, server per request, refresh end to end"
+go test -run '^$' -bench 'RoundTripDPoP' -benchmem -count "$COUNT" ./client | tee "$OUT/dpop-client.txt" >/dev/null
+go test -run '^$' -bench 'RequireDPoP' -benchmem -count "$COUNT" ./bearer | tee "$OUT/dpop-bearer.txt" >/dev/null
+go test -run '^$' -bench 'RefreshDPoP' -benchmem -count "$COUNT" ./server | tee "$OUT/dpop-server.txt" >/dev/null
+for f in client bearer server; do benchstat "$OUT/dpop-$f.txt"; done
+
 echo "== one rotation: SQLite vs PostgreSQL store; a refresh through the engine"
 go test -run '^$' -bench 'Exchange|EngineRefresh' -benchmem -count "$COUNT" ./store/sqlite ./store/postgres | tee "$OUT/store.txt" >/dev/null
 benchstat "$OUT/store.txt"
 
 echo "== refresh throughput over HTTP, SQLite vs PostgreSQL, 16 and 64 sessions"
 go run ./bench/refresh -sessions 16,64 -duration 10s | tee "$OUT/http.txt"
+
+echo "== beside fosite in memory (../shared/peers): refresh throughput, bearer checks vs /healthz, RSS"
+bench/peers.sh
