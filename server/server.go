@@ -195,6 +195,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		Issuer:   cfg.Issuer,
 		Audience: cfg.Audience,
 		Now:      cfg.Now, // the server is its own clock: no leeway
+		// Ed25519 verification once per token, not per request; the
+		// session check still reads the store on every request.
+		CacheSize: 8192,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"os"
+	"runtime/pprof"
 	"strings"
 	"time"
 
@@ -27,6 +29,7 @@ type serveFlags struct {
 	allowedOrigins             stringList
 	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
+	cpuProfile                 string
 	adopt                      adoptFlags
 }
 
@@ -92,6 +95,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	f.adopt.register(fs)
 	var af adminFlags
 	af.register(fs)
+	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: silentrefresh serve [flags]\n\nEvery flag may also be set as SILENTREFRESH_<FLAG>, e.g. SILENTREFRESH_ACCESS_TTL=1m.\n\nflags:")
 		fs.PrintDefaults()
@@ -117,6 +121,17 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		return fmt.Errorf("serve: --log-level: %w", err)
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("serve: --cpu-profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 
 	ln, err := net.Listen("tcp", f.addr)
 	if err != nil {

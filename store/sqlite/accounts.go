@@ -177,7 +177,9 @@ func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first 
 	); err != nil {
 		return nil, wrap("create family", err)
 	}
-	if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
+	// This transaction runs beside the group commit (it reads and decides
+	// under the write lock), so it wraps its own tx for the shared insert.
+	if err := s.insertToken(ctx, &batchTx{tx: tx, ws: s.ws, m: map[string]*sql.Stmt{}}, f.ID, first); err != nil {
 		return nil, wrap("create family: first token", err)
 	}
 	var victims []string
