@@ -81,7 +81,12 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope)
+	jkt, err := s.loginProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope, jkt)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_grant" {
 		ae.Status = http.StatusUnauthorized // as the JSON API's refresh answers it
@@ -100,7 +105,12 @@ func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map
 		writeError(w, badRequest("invalid_request", "the jwt-bearer grant needs assertion"))
 		return
 	}
-	g, err := s.exchange(r, raw, cl, scope)
+	jkt, err := s.loginProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.exchange(r, raw, cl, scope, jkt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -110,7 +120,7 @@ func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map
 
 // exchange validates an assertion and opens its session. Its errors are
 // *apiError for the client's mistakes and others for internalError.
-func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) (session.Grant, error) {
+func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt string) (session.Grant, error) {
 	if s.assertions == nil {
 		return session.Grant{}, badRequest("unsupported_grant_type", "this server trusts no assertion issuers (serve --trusted-issuer)")
 	}
@@ -125,7 +135,7 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) 
 		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope)
+	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope, jkt)
 	if err != nil {
 		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
@@ -135,11 +145,12 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string) 
 	return g, nil
 }
 
-// openSession opens the session of an identity. A malformed scope is an
+// openSession opens the session of an identity, bound to the DPoP key jkt
+// unless it is empty. A malformed scope is an
 // *apiError; claims that cannot go into a token come from the
 // Authenticator, not the client, and are the server's error.
-func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope string) (session.Grant, error) {
-	l := session.Login{Subject: id.Subject, ClientID: cl.ID, Attributes: session.Attributes{
+func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope, jkt string) (session.Grant, error) {
+	l := session.Login{Subject: id.Subject, ClientID: cl.ID, KeyThumbprint: jkt, Attributes: session.Attributes{
 		Scope: scope, LiveClaims: id.LiveClaims, ConfidentialClient: cl.Authenticated,
 	}}
 	if id.LiveClaims {

@@ -43,14 +43,24 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the password grant needs username and password"))
 			return
 		}
-		s.passwordGrant(w, r, username, password, cl, scope)
+		jkt, err := s.loginProof(w, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		s.passwordGrant(w, r, username, password, cl, scope, jkt)
 	case "refresh_token":
 		rt := form["refresh_token"]
 		if rt == "" {
 			writeError(w, badRequest("invalid_request", "the refresh_token grant needs refresh_token"))
 			return
 		}
-		g, err := s.engine.RefreshScoped(r.Context(), rt, cid, scope)
+		jkt, err := s.tokenProof(w, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: jkt})
 		s.observeRefresh(r, g, err)
 		var (
 			ge *session.GrantError
@@ -77,8 +87,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope string) {
-	g, err := s.login(r, username, password, cl, scope)
+func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope, jkt string) {
+	g, err := s.login(r, username, password, cl, scope, jkt)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")
@@ -94,7 +104,7 @@ func (s *Server) writeOAuth2Grant(w http.ResponseWriter, g session.Grant) {
 	now := g.IssuedAt
 	writeJSON(w, http.StatusOK, oauth2Reply{
 		AccessToken:      g.AccessToken,
-		TokenType:        "Bearer",
+		TokenType:        tokenType(g.KeyThumbprint),
 		ExpiresIn:        secondsUntil(g.AccessExpiresAt, now),
 		RefreshToken:     g.RefreshToken,
 		RefreshExpiresIn: secondsUntil(g.RefreshExpiresAt, now),

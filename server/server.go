@@ -21,6 +21,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -84,6 +85,15 @@ type Config struct {
 	// zero value means user.DefaultParams.
 	PasswordParams user.Params
 
+	// RequireDPoP refuses logins without a DPoP proof (RFC 9449). By
+	// default a login with a proof opens a session bound to the proof's
+	// key, and one without opens a bearer session.
+	RequireDPoP bool
+	// DPoPNonce makes every DPoP proof carry a nonce the server issued
+	// (RFC 9449 section 8), sent in the DPoP-Nonce header; a proof without
+	// the current nonce is answered use_dpop_nonce. Off by default.
+	DPoPNonce bool
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -121,14 +131,18 @@ type Server struct {
 	issuer   *token.Issuer
 	keys     *token.StoreKeySet
 	verifier *token.Verifier
-	metrics  *metrics
-	log      *slog.Logger
-	mux      *http.ServeMux
-	limits   *loginLimiter
-	hashes   *hashGate
-	refusals *refusalLog
-	userTag  func(username string) string
-	handler  http.Handler
+	dpop     *dpop.Verifier
+	// requireBearer guards the protected endpoints: bearer.Require with
+	// the session check and DPoP.
+	requireBearer func(http.Handler) http.Handler
+	metrics       *metrics
+	log           *slog.Logger
+	mux           *http.ServeMux
+	limits        *loginLimiter
+	hashes        *hashGate
+	refusals      *refusalLog
+	userTag       func(username string) string
+	handler       http.Handler
 	// assertions validates JWT bearer assertions; nil without
 	// Config.TrustedIssuers.
 	assertions     *assertion.Validator
@@ -202,7 +216,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	dv, err := newDPoPVerifier(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
+		dpop:     dv,
 		cfg:      cfg,
 		store:    cfg.Store,
 		engine:   engine,
@@ -327,6 +346,7 @@ func (s *Server) routes() {
 	s.mux = mux
 	requireBearer := bearer.Require(s.verifier,
 		bearer.WithSessionCheck(s),
+		bearer.WithDPoP(s.dpop, s.cfg.Issuer),
 		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
 		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
 			if !s.answerUnavailable(w, err) {
@@ -352,6 +372,7 @@ func (s *Server) routes() {
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
+	s.requireBearer = requireBearer
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
@@ -460,6 +481,7 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"introspection_endpoint":                        iss + "/oauth2/introspect",
 		"introspection_endpoint_auth_methods_supported": clientAuthMethods[1:],
 		"access_token_signing_alg_values_supported":     []string{token.AlgEdDSA},
+		"dpop_signing_alg_values_supported":             s.dpop.Algorithms(),
 	})
 }
 

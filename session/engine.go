@@ -79,6 +79,9 @@ type Grant struct {
 	// Evicted are the sessions a login revoked to stay within
 	// Config.MaxSessionsPerUser; nil for a refresh.
 	Evicted []string
+	// KeyThumbprint is the jkt of the DPoP key the access token is bound
+	// to (its cnf claim), or "" for a bearer token.
+	KeyThumbprint string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -94,6 +97,13 @@ const (
 	ReasonReused     Reason = "reused"
 	// ReasonClientMismatch: the token was issued to another client_id.
 	ReasonClientMismatch Reason = "client_mismatch"
+	// ReasonProofMissing: the token of a family bound to a DPoP key was
+	// presented without proof of that key. It was stolen: the family is
+	// revoked.
+	ReasonProofMissing Reason = "dpop_proof_missing"
+	// ReasonKeyMismatch: the token of a family bound to a DPoP key was
+	// presented with proof of another key. The family is revoked.
+	ReasonKeyMismatch Reason = "dpop_key_mismatch"
 )
 
 // ErrInvalidGrant is matched (errors.Is) by every *GrantError.
@@ -111,8 +121,9 @@ type GrantError struct {
 	// for audit logs.
 	SessionID string
 	// Revoked is true when this refusal revoked the family (reuse after
-	// grace, or superseded inside it): a sign that the token was stolen,
-	// for the operator's audit log.
+	// grace, superseded inside it, or a DPoP-bound family's token without
+	// proof of its key): a sign that the token was stolen, for the
+	// operator's audit log.
 	Revoked bool
 }
 
@@ -186,11 +197,19 @@ func (e *Engine) now() time.Time {
 // sets scope and claims. A login past Config.MaxSessionsPerUser revokes the
 // subject's least recently refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
-	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes})
+	return e.LoginBound(ctx, subject, clientID, "")
+}
+
+// LoginBound is Login for a client that proved possession of the DPoP key
+// whose RFC 7638 thumbprint is jkt: the family is bound to that key, its
+// access tokens carry it (cnf.jkt), and every refresh must prove the same
+// key (see RefreshBound). An empty jkt opens a bearer family, as Login.
+func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) (Grant, error) {
+	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes, KeyThumbprint: jkt})
 }
 
 func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
-	subject, clientID := l.Subject, l.ClientID
+	subject, clientID, jkt := l.Subject, l.ClientID, l.KeyThumbprint
 	now := e.now()
 	rt, err := token.NewRefreshToken()
 	if err != nil {
@@ -202,6 +221,8 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 		ClientID:  clientID,
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
+
+		KeyThumbprint: jkt,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
@@ -216,7 +237,9 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
 		return Grant{}, err
 	}
-	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mintAttrs(l.Attributes, l.SubjectClaims, ""))
+	m := mintAttrs(l.Attributes, l.SubjectClaims, "")
+	m.jkt = jkt
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, m)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -226,15 +249,30 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. Two refusals revoke the whole family, since they mean that
+// *GrantError. Some refusals revoke the whole family, since they mean that
 // someone else holds a token of it (GrantError.Revoked): a consumed token
-// presented after the grace window (reused), and one presented inside it
-// after its successor was consumed too (superseded).
+// presented after the grace window (reused), one presented inside it after
+// its successor was consumed too (superseded), and a DPoP-bound family's
+// token presented without proof of its key (see RefreshBound). Refresh
+// presents no key.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
-	return e.RefreshScoped(ctx, refreshToken, clientID, "")
+	return e.RefreshBound(ctx, refreshToken, clientID, "")
 }
 
-func (e *Engine) refresh(ctx context.Context, refreshToken, clientID string, mint minted) (Grant, error) {
+// RefreshBound is Refresh for a request that proved possession of the DPoP
+// key whose thumbprint is jkt ("" for none). The token of a family bound to
+// a key (LoginBound) must come with proof of that very key, grace replays
+// included; without one, or with another key, it was stolen: the family is
+// revoked and the refusal is ReasonProofMissing or ReasonKeyMismatch. A
+// bearer family stays a bearer family, but its new access token is bound to
+// the key proved, if any.
+func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt string) (Grant, error) {
+	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
+}
+
+// refresh applies the rotation rules once RefreshWith has checked the
+// session's attributes; mint is what the new access token carries.
+func (e *Engine) refresh(ctx context.Context, refreshToken, clientID, jkt string, mint minted) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(refreshToken)
 	successor := token.SuccessorToken(e.secret, refreshToken)
@@ -254,6 +292,12 @@ func (e *Engine) refresh(ctx context.Context, refreshToken, clientID string, min
 		case f.Revoked():
 			refusal = ReasonRevoked
 			return Change{}, nil
+		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
+			refusal, revoked = ReasonKeyMismatch, true
+			if jkt == "" {
+				refusal = ReasonProofMissing
+			}
+			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(refusal)}, nil
 		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
 			refusal = ReasonExpired
 			return Change{}, nil
@@ -308,6 +352,10 @@ func (e *Engine) refresh(ctx context.Context, refreshToken, clientID string, min
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
+	}
+	mint.jkt = fam.KeyThumbprint
+	if mint.jkt == "" {
+		mint.jkt = jkt
 	}
 	return e.grant(ctx, now, fam, successor, expires, outcome, mint)
 }
@@ -371,7 +419,8 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token.
+// grant mints the access token that goes with a refresh token, with the
+// scope, claims and DPoP key (m.jkt, unless empty) of m.
 func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
@@ -386,6 +435,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		SessionID: f.ID,
 		Scope:     m.scope,
 		Extra:     m.claims,
+
+		KeyThumbprint: m.jkt,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -399,6 +450,7 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		Family:           f,
 		Outcome:          o,
 		Scope:            m.scope,
+		KeyThumbprint:    m.jkt,
 	}, nil
 }
 

@@ -19,12 +19,16 @@ type Login struct {
 	// access token of a session with LiveClaims; refreshes read them
 	// again. They are not stored with the session.
 	SubjectClaims claims.Set
+	// KeyThumbprint binds the session to the DPoP key of that RFC 7638
+	// thumbprint (see LoginBound); "" for a bearer session.
+	KeyThumbprint string
 }
 
 // minted is what an access token carries besides what the family says.
 type minted struct {
 	scope  string
 	claims claims.Set
+	jkt    string // the DPoP key the token is bound to, or ""
 }
 
 // mintAttrs is what a session with attributes a puts into a token: its
@@ -79,22 +83,43 @@ func (e *Engine) putAttributes(ctx context.Context, f Family, a Attributes) erro
 // *ScopeError before anything is written. The session's scope stays what
 // it was: a later refresh may ask for all of it again.
 func (e *Engine) RefreshScoped(ctx context.Context, refreshToken, clientID, scope string) (Grant, error) {
-	if refreshToken == "" {
+	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, Scope: scope})
+}
+
+// RefreshRequest is a refresh with all it may carry.
+type RefreshRequest struct {
+	Token    string // the refresh token presented
+	ClientID string // the client_id, once authenticated if it is confidential; "" for none
+	Scope    string // the scope asked for (RefreshScoped); "" for the session's
+	// KeyThumbprint is the DPoP key the request proved (RefreshBound);
+	// "" for none.
+	KeyThumbprint string
+}
+
+// RefreshWith is Refresh with a scope (RefreshScoped) and a DPoP proof
+// (RefreshBound) together.
+func (e *Engine) RefreshWith(ctx context.Context, req RefreshRequest) (Grant, error) {
+	if req.Token == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	}
-	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(refreshToken))
+	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(req.Token))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	}
-	if info.Attributes.ConfidentialClient && clientID != info.Family.ClientID {
+	m := mintAttrs(info.Attributes, info.SubjectClaims, "")
+	if jkt := info.Family.KeyThumbprint; jkt != "" && jkt != req.KeyThumbprint {
+		// A DPoP-bound token without its key was stolen: the rotation
+		// rules revoke the family, whatever else the request says.
+		return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
+	}
+	if info.Attributes.ConfidentialClient && req.ClientID != info.Family.ClientID {
 		return Grant{}, &GrantError{Reason: ReasonClientMismatch, SessionID: info.Family.ID}
 	}
-	narrowed, err := narrowScope(scope, info.Attributes.Scope)
-	if err != nil {
+	if m.scope, err = narrowScope(req.Scope, info.Attributes.Scope); err != nil {
 		return Grant{}, err
 	}
-	return e.refresh(ctx, refreshToken, clientID, mintAttrs(info.Attributes, info.SubjectClaims, narrowed))
+	return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
 }

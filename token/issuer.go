@@ -154,6 +154,13 @@ type payload struct {
 	ClientID string   `json:"client_id,omitempty"`
 	Sid      string   `json:"sid,omitempty"`
 	Scope    string   `json:"scope,omitempty"`
+	Cnf      *cnf     `json:"cnf,omitempty"`
+}
+
+// cnf is the confirmation claim of a DPoP-bound token (RFC 7800, RFC 9449
+// section 6.1).
+type cnf struct {
+	JKT string `json:"jkt"`
 }
 
 // Mint signs an access token with the claims c. It fills in the Issuer's
@@ -179,6 +186,9 @@ func (i *Issuer) Mint(ctx context.Context, c Claims) (string, error) {
 		ClientID: c.ClientID,
 		Sid:      c.SessionID,
 		Scope:    c.Scope,
+	}
+	if c.KeyThumbprint != "" {
+		p.Cnf = &cnf{JKT: c.KeyThumbprint}
 	}
 	if p.Iss == "" {
 		p.Iss = i.issuer

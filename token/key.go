@@ -48,4 +48,8 @@ type Claims struct {
 	// Extra are further claims (roles, tenant, ...); nil for none. Mint
 	// refuses names the members above own.
 	Extra map[string]any
+	// KeyThumbprint is the "jkt" member of the "cnf" claim (RFC 9449
+	// section 6.1): the RFC 7638 thumbprint of the DPoP key the token is
+	// bound to. Empty for a bearer token.
+	KeyThumbprint string
 }

@@ -118,6 +118,7 @@ type jwtClaims struct {
 	ClientID  string `json:"client_id,omitempty"`
 	SessionID string `json:"sid,omitempty"`
 	Scope     string `json:"scope,omitempty"`
+	Cnf       *cnf   `json:"cnf,omitempty"`
 }
 
 // Verify checks raw and returns its claims. It requires a JWS of at most
@@ -177,6 +178,12 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 		ClientID:  jc.ClientID,
 		SessionID: jc.SessionID,
 		Scope:     jc.Scope,
+	}
+	if jc.Cnf != nil {
+		if jc.Cnf.JKT == "" {
+			return Claims{}, invalid("cnf claim without jkt")
+		}
+		c.KeyThumbprint = jc.Cnf.JKT
 	}
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
