@@ -118,9 +118,8 @@ func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map
 	s.writeOAuth2Grant(w, g)
 }
 
-// exchange validates an assertion and opens its session, bound to the
-// DPoP key jkt unless it is empty. Its errors are *apiError for the
-// client's mistakes and others for internalError.
+// exchange validates an assertion and opens its session. Its errors are
+// *apiError for the client's mistakes and others for internalError.
 func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt string) (session.Grant, error) {
 	if s.assertions == nil {
 		return session.Grant{}, badRequest("unsupported_grant_type", "this server trusts no assertion issuers (serve --trusted-issuer)")
@@ -146,13 +145,14 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt str
 	return g, nil
 }
 
-// openSession opens the session of an identity. A malformed scope is an
+// openSession opens the session of an identity, bound to the DPoP key jkt
+// unless it is empty. A malformed scope is an
 // *apiError; claims that cannot go into a token come from the
 // Authenticator, not the client, and are the server's error.
 func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope, jkt string) (session.Grant, error) {
-	l := session.Login{Subject: id.Subject, ClientID: cl.ID, Attributes: session.Attributes{
+	l := session.Login{Subject: id.Subject, ClientID: cl.ID, KeyThumbprint: jkt, Attributes: session.Attributes{
 		Scope: scope, LiveClaims: id.LiveClaims, ConfidentialClient: cl.Authenticated,
-	}, KeyThumbprint: jkt}
+	}}
 	if id.LiveClaims {
 		l.SubjectClaims = id.Claims
 	} else {

@@ -50,6 +50,11 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 			if c.Scope != "" {
 				reply["scope"] = c.Scope
 			}
+			if c.KeyThumbprint != "" {
+				// RFC 9449 section 6.2: the key a DPoP-bound token needs.
+				reply["cnf"] = map[string]string{"jkt": c.KeyThumbprint}
+				reply["token_type"] = "DPoP"
+			}
 			writeJSON(w, http.StatusOK, reply)
 		}
 		return

@@ -67,9 +67,9 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.writeGrant(w, g, req.Cookie)
 }
 
-// login authenticates and opens a session, bound to the DPoP key jkt
-// unless it is empty. Its errors are *apiError for the client's mistakes
-// and others for internalError.
+// login authenticates and opens a session with the given scope, bound to
+// the DPoP key jkt unless it is empty. Its errors are *apiError for the
+// client's mistakes and others for internalError.
 func (s *Server) login(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)

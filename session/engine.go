@@ -197,7 +197,7 @@ func (e *Engine) now() time.Time {
 // sets scope and claims. A login past Config.MaxSessionsPerUser revokes the
 // subject's least recently refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
-	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes})
+	return e.LoginBound(ctx, subject, clientID, "")
 }
 
 // LoginBound is Login for a client that proved possession of the DPoP key
@@ -209,7 +209,7 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 }
 
 func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
-	subject, clientID := l.Subject, l.ClientID
+	subject, clientID, jkt := l.Subject, l.ClientID, l.KeyThumbprint
 	now := e.now()
 	rt, err := token.NewRefreshToken()
 	if err != nil {
@@ -237,9 +237,9 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
 		return Grant{}, err
 	}
-	mint := mintAttrs(l.Attributes, l.SubjectClaims, "")
-	mint.jkt = l.KeyThumbprint
-	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mint)
+	m := mintAttrs(l.Attributes, l.SubjectClaims, "")
+	m.jkt = jkt
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, m)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -256,7 +256,7 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 // token presented without proof of its key (see RefreshBound). Refresh
 // presents no key.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
-	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID})
+	return e.RefreshBound(ctx, refreshToken, clientID, "")
 }
 
 // RefreshBound is Refresh for a request that proved possession of the DPoP
@@ -270,6 +270,8 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
 }
 
+// refresh applies the rotation rules once RefreshWith has checked the
+// session's attributes; mint is what the new access token carries.
 func (e *Engine) refresh(ctx context.Context, refreshToken, clientID, jkt string, mint minted) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(refreshToken)
@@ -417,9 +419,8 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token, with what
-// m says besides the family: scope, claims, and the DPoP key it is bound
-// to unless m.jkt is empty.
+// grant mints the access token that goes with a refresh token, with the
+// scope, claims and DPoP key (m.jkt, unless empty) of m.
 func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
@@ -448,8 +449,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
-		KeyThumbprint:    m.jkt,
 		Scope:            m.scope,
+		KeyThumbprint:    m.jkt,
 	}, nil
 }
 

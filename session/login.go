@@ -19,8 +19,8 @@ type Login struct {
 	// access token of a session with LiveClaims; refreshes read them
 	// again. They are not stored with the session.
 	SubjectClaims claims.Set
-	// KeyThumbprint binds the session to the DPoP key of this RFC 7638
-	// thumbprint (see LoginBound); "" opens a bearer session.
+	// KeyThumbprint binds the session to the DPoP key of that RFC 7638
+	// thumbprint (see LoginBound); "" for a bearer session.
 	KeyThumbprint string
 }
 
@@ -86,38 +86,40 @@ func (e *Engine) RefreshScoped(ctx context.Context, refreshToken, clientID, scop
 	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, Scope: scope})
 }
 
-// RefreshRequest is one refresh: the presented token and what came with it.
+// RefreshRequest is a refresh with all it may carry.
 type RefreshRequest struct {
 	Token    string // the refresh token presented
-	ClientID string // the client_id presented (authenticated, for a confidential client), or ""
-	// Scope narrows the new access token's scope (RefreshScoped); "" for
-	// the session's whole scope.
-	Scope string
-	// KeyThumbprint is the thumbprint of the DPoP key the request proved
-	// possession of (RefreshBound), or "".
+	ClientID string // the client_id, once authenticated if it is confidential; "" for none
+	Scope    string // the scope asked for (RefreshScoped); "" for the session's
+	// KeyThumbprint is the DPoP key the request proved (RefreshBound);
+	// "" for none.
 	KeyThumbprint string
 }
 
-// RefreshWith is the refresh behind Refresh, RefreshScoped and
-// RefreshBound, for a request that carries any of their parameters.
+// RefreshWith is Refresh with a scope (RefreshScoped) and a DPoP proof
+// (RefreshBound) together.
 func (e *Engine) RefreshWith(ctx context.Context, req RefreshRequest) (Grant, error) {
-	refreshToken, clientID, scope := req.Token, req.ClientID, req.Scope
-	if refreshToken == "" {
+	if req.Token == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	}
-	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(refreshToken))
+	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(req.Token))
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	}
-	if info.Attributes.ConfidentialClient && clientID != info.Family.ClientID {
+	m := mintAttrs(info.Attributes, info.SubjectClaims, "")
+	if jkt := info.Family.KeyThumbprint; jkt != "" && jkt != req.KeyThumbprint {
+		// A DPoP-bound token without its key was stolen: the rotation
+		// rules revoke the family, whatever else the request says.
+		return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
+	}
+	if info.Attributes.ConfidentialClient && req.ClientID != info.Family.ClientID {
 		return Grant{}, &GrantError{Reason: ReasonClientMismatch, SessionID: info.Family.ID}
 	}
-	narrowed, err := narrowScope(scope, info.Attributes.Scope)
-	if err != nil {
+	if m.scope, err = narrowScope(req.Scope, info.Attributes.Scope); err != nil {
 		return Grant{}, err
 	}
-	return e.refresh(ctx, refreshToken, clientID, req.KeyThumbprint, mintAttrs(info.Attributes, info.SubjectClaims, narrowed))
+	return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
 }

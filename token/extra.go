@@ -78,3 +78,31 @@ func payloadSegment(raw string) ([]byte, error) {
 	}
 	return base64.RawURLEncoding.DecodeString(mid)
 }
+
+// copyExtra returns a deep copy of extra claims as encoding/json decodes
+// them (maps, slices and scalars), so that no caller shares them with
+// another, or with the verified-token cache.
+func copyExtra(extra map[string]any) map[string]any {
+	if extra == nil {
+		return nil
+	}
+	out := make(map[string]any, len(extra))
+	for k, v := range extra {
+		out[k] = copyJSON(v)
+	}
+	return out
+}
+
+func copyJSON(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		return copyExtra(x)
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = copyJSON(e)
+		}
+		return out
+	}
+	return v
+}

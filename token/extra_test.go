@@ -41,3 +41,30 @@ func TestMintRefusesRegisteredExtra(t *testing.T) {
 		}
 	}
 }
+
+// TestCachedExtraClaimsAreCopies: a caller changing the extra claims of a
+// token the cache answered changes nobody else's.
+func TestCachedExtraClaimsAreCopies(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t)
+	v, err := NewVerifier(f.keys, VerifierConfig{Issuer: testIssuer, Audience: testAudience, Now: f.clock.Now, CacheSize: 16})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := f.claims()
+	c.Extra = map[string]any{"roles": []any{"admin"}}
+	raw, _ := f.iss.Mint(ctx, c)
+	first, err := v.Verify(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	first.Extra["roles"].([]any)[0] = "root"
+	first.Extra["tenant"] = "evil"
+	again, err := v.Verify(ctx, raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(again.Extra, map[string]any{"roles": []any{"admin"}}) {
+		t.Fatalf("second verification sees %v", again.Extra)
+	}
+}

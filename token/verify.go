@@ -195,6 +195,7 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 			e.notBefore = jc.NotBefore.Time
 		}
 		e.claims.Audience = slices.Clone(c.Audience)
+		e.claims.Extra = copyExtra(c.Extra)
 		v.cache.put(e)
 	}
 	return c, nil

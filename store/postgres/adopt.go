@@ -45,7 +45,7 @@ ON CONFLICT (family_id) DO UPDATE SET scope = excluded.scope, claims = excluded.
 func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.TokenInfo, error) {
 	const q = `
 SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
-       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
+       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason, f.jkt,
        a.family_id IS NOT NULL, COALESCE(a.scope, ''), COALESCE(a.claims::text, '{}'), COALESCE(a.live_claims, true),
        COALESCE(a.confidential, false), u.claims::text
 FROM refresh_tokens t
@@ -63,7 +63,7 @@ WHERE t.hash = $1`
 	err := s.do(ctx, "lookup token", true, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, q, tokenHash).Scan(
 			&in.Token.FamilyID, &in.Token.Generation, &in.Token.IssuedAt, &in.Token.ExpiresAt, &consumed, &in.Token.SuccessorHash,
-			&in.Family.Subject, &in.Family.ClientID, &in.Family.CreatedAt, &in.Family.ExpiresAt, &fRevoked, &in.Family.RevokeReason,
+			&in.Family.Subject, &in.Family.ClientID, &in.Family.CreatedAt, &in.Family.ExpiresAt, &fRevoked, &in.Family.RevokeReason, &in.Family.KeyThumbprint,
 			&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &in.Attributes.ConfidentialClient, &userClaims)
 	})
 	if noRows(err) {

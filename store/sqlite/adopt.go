@@ -43,7 +43,7 @@ func (s *Store) PutAttributes(ctx context.Context, familyID string, a session.At
 func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.TokenInfo, error) {
 	const q = `
 		SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
-		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
+		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason, f.jkt,
 		       a.family_id IS NOT NULL, COALESCE(a.scope, ''), COALESCE(a.claims, '{}'), COALESCE(a.live_claims, 1),
 		       COALESCE(a.confidential, 0), u.claims
 		FROM refresh_tokens t
@@ -61,7 +61,7 @@ func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.Toke
 	)
 	err := s.rs.queryRow(ctx, nil, q, tokenHash).Scan(
 		&in.Token.FamilyID, &in.Token.Generation, &tIssued, &tExp, &tConsumed, &in.Token.SuccessorHash,
-		&in.Family.Subject, &in.Family.ClientID, &fCreated, &fExp, &fRevoked, &in.Family.RevokeReason,
+		&in.Family.Subject, &in.Family.ClientID, &fCreated, &fExp, &fRevoked, &in.Family.RevokeReason, &in.Family.KeyThumbprint,
 		&hasAttrs, &in.Attributes.Scope, &attrClaims, &live, &in.Attributes.ConfidentialClient, &userClaims,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
