@@ -32,7 +32,8 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	if r2.Header == nil {
 		r2.Header = make(http.Header)
 	}
-	r2.Header.Set("Authorization", st.header)
+	// The key is canonical already: skip Set's canonicalisation.
+	r2.Header["Authorization"] = []string{st.header}
 	resp, err := c.base.RoundTrip(r2)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
