@@ -32,3 +32,6 @@ benchstat "$OUT/store.txt"
 
 echo "== refresh throughput over HTTP, SQLite vs PostgreSQL, 16 and 64 sessions"
 go run ./bench/refresh -sessions 16,64 -duration 10s | tee "$OUT/http.txt"
+
+echo "== beside fosite in memory (../shared/peers): refresh throughput, bearer checks vs /healthz, RSS"
+bench/peers.sh

@@ -41,13 +41,17 @@ func (r *JSONAPIRefresher) Refresh(ctx context.Context, refreshToken string) (Gr
 // Login logs in with a username and password (POST /api/auth/login) and
 // returns the session's first tokens, their Expiry measured on time.Now
 // from the moment the request was sent.
+// A login the server refuses as overloaded (503, before checking any
+// password) is tried again after its Retry-After, a few times, within ctx.
 func (r *JSONAPIRefresher) Login(ctx context.Context, username, password string) (Tokens, error) {
-	sent := time.Now()
-	g, err := r.grant(ctx, "/api/auth/login", map[string]string{"username": username, "password": password})
-	if err != nil {
-		return Tokens{}, err
-	}
-	return g.tokens(sent, ""), nil
+	return retryLogin(ctx, func(ctx context.Context) (Tokens, error) {
+		sent := time.Now()
+		g, err := r.grant(ctx, "/api/auth/login", map[string]string{"username": username, "password": password})
+		if err != nil {
+			return Tokens{}, err
+		}
+		return g.tokens(sent, ""), nil
+	})
 }
 
 // Revoke ends the session of refreshToken (POST /api/auth/logout).

@@ -33,14 +33,18 @@ func (r *OAuth2Refresher) Refresh(ctx context.Context, refreshToken string) (Gra
 // Login logs in with a username and password (grant_type=password) and
 // returns the session's first tokens, their Expiry measured on time.Now
 // from the moment the request was sent.
+// A login the server refuses as overloaded (503, before checking any
+// password) is tried again after its Retry-After, a few times, within ctx.
 func (r *OAuth2Refresher) Login(ctx context.Context, username, password string) (Tokens, error) {
 	v := url.Values{"grant_type": {"password"}, "username": {username}, "password": {password}}
-	sent := time.Now()
-	g, err := r.token(ctx, v)
-	if err != nil {
-		return Tokens{}, err
-	}
-	return g.tokens(sent, ""), nil
+	return retryLogin(ctx, func(ctx context.Context) (Tokens, error) {
+		sent := time.Now()
+		g, err := r.token(ctx, v)
+		if err != nil {
+			return Tokens{}, err
+		}
+		return g.tokens(sent, ""), nil
+	})
 }
 
 // Revoke revokes refreshToken at the revocation endpoint set with

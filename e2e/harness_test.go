@@ -18,6 +18,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +30,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 )
 
 // bin is the silentrefresh binary built by TestMain, root the module's
@@ -121,6 +124,8 @@ type server struct {
 	addr string // host:port, kept across restarts
 	url  string
 	log  string // file with the process's stderr
+	// adminURL is the admin listener's, with --admin-addr.
+	adminURL string
 
 	mu  sync.Mutex // guards cmd
 	cmd *exec.Cmd
@@ -186,10 +191,13 @@ func (s *server) start() error {
 	s.cmd = cmd
 	s.mu.Unlock()
 	listening := make(chan string, 1)
+	var adminURL string // written before listening is sent
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
-			if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
+			if u, ok := strings.CutPrefix(sc.Text(), "admin listening on "); ok {
+				adminURL = strings.TrimSpace(u)
+			} else if u, ok := strings.CutPrefix(sc.Text(), "listening on "); ok {
 				listening <- u
 			}
 		}
@@ -203,6 +211,7 @@ func (s *server) start() error {
 		}
 		s.url = strings.TrimSpace(u)
 		s.addr = strings.TrimPrefix(s.url, "http://")
+		s.adminURL = adminURL
 		return nil
 	case <-time.After(60 * time.Second):
 		s.kill()
@@ -338,12 +347,25 @@ func (g grantReply) tokens() (tokens, error) {
 	return tokens{Access: g.AccessToken, Refresh: g.RefreshToken, Expiry: time.Unix(c.Exp, 0), SID: c.SID}, nil
 }
 
+// login logs in, honouring the server's 503 and Retry-After when it has
+// more logins in flight than password hashes it allows at once, as every
+// well-behaved client does.
 func login(ctx context.Context, hc *http.Client, base, username, password string) (tokens, error) {
-	var g grantReply
-	if err := postJSON(ctx, hc, base+"/api/auth/login", map[string]string{"username": username, "password": password}, &g); err != nil {
-		return tokens{}, err
+	for attempt := 1; ; attempt++ {
+		var g grantReply
+		err := postJSON(ctx, hc, base+"/api/auth/login", map[string]string{"username": username, "password": password}, &g)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status == http.StatusServiceUnavailable && attempt < 20 {
+			if clock.Sleep(ctx, 200*time.Millisecond) != nil {
+				return tokens{}, err
+			}
+			continue
+		}
+		if err != nil {
+			return tokens{}, err
+		}
+		return g.tokens()
 	}
-	return g.tokens()
 }
 
 func refresh(ctx context.Context, hc *http.Client, base, refreshToken string) (tokens, error) {

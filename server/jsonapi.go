@@ -67,12 +67,20 @@ func (s *Server) login(r *http.Request, username, password, clientID string) (se
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
+	// Before the limits: an oversized password is a malformed request,
+	// not a guess, and is never hashed.
+	if len(password) > user.MaxPasswordLen {
+		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
+	}
 	u, err := s.authenticate(r, username, password)
 	if err != nil {
 		return session.Grant{}, err
 	}
 	g, err := s.engine.Login(r.Context(), u.ID, clientID)
 	if err != nil {
+		return session.Grant{}, err
+	}
+	if err := s.afterLogin(r.Context(), u.ID, g); err != nil {
 		return session.Grant{}, err
 	}
 	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)
@@ -104,7 +112,7 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g, err := s.engine.Refresh(r.Context(), rt, "")
-	s.observeRefresh(g, err)
+	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
 	case errors.As(err, &ge):
@@ -141,12 +149,20 @@ func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok strin
 }
 
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
-	var req refreshRequest
+	var req logoutRequest
 	if r.ContentLength != 0 {
 		if e := decodeJSON(w, r, &req); e != nil {
 			writeError(w, e)
 			return
 		}
+	}
+	if all, e := logoutAll(r, req.All); e != nil || all {
+		if e != nil {
+			writeError(w, e)
+			return
+		}
+		s.logoutEverywhere(w, r, req.RefreshToken)
+		return
 	}
 	if req.RefreshToken != nil || hasRefreshCookie(r) {
 		rt, fromCookie, e := s.presentedRefreshToken(r, req.RefreshToken)

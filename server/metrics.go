@@ -1,6 +1,8 @@
 package server
 
 import (
+	"errors"
+	"net/http"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -13,6 +15,7 @@ import (
 // metrics are the server's Prometheus collectors.
 type metrics struct {
 	refreshes *prometheus.CounterVec   // by outcome
+	theft     *prometheus.CounterVec   // revoking refusals, by reason
 	logins    *prometheus.CounterVec   // by outcome
 	logouts   prometheus.Counter       // sessions revoked by logout or revocation
 	bearer    *prometheus.CounterVec   // bearer checks by result
@@ -29,6 +32,10 @@ const (
 	MetricLogins = "silentrefresh_login_total"
 	// MetricLogouts counts logout and revocation requests answered.
 	MetricLogouts = "silentrefresh_logout_total"
+	// MetricTheftSignals counts refusals that revoked a session because
+	// two holders presented its refresh tokens, by the label "reason":
+	// session.ReasonReused or session.ReasonSuperseded. Alert on it.
+	MetricTheftSignals = "silentrefresh_theft_signals_total"
 	// MetricBearer counts bearer token checks by the label "result".
 	MetricBearer = "silentrefresh_bearer_total"
 	// MetricRequestDuration is the latency of HTTP requests by "route".
@@ -54,9 +61,13 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: MetricRefreshes,
 			Help: "Refresh-token exchanges by outcome: rotated, grace_replay, or the reason of a refusal (superseded, reused, expired, revoked, unknown, client_mismatch), or error.",
 		}, []string{LabelOutcome}),
+		theft: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricTheftSignals,
+			Help: "Refusals that revoked the session because a refresh token had two holders: reused (presented after the grace window) or superseded (presented inside it after its successor was used).",
+		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricLogins,
-			Help: "Password logins by outcome: success, invalid_credentials, rate_limited, error.",
+			Help: "Password logins by outcome: " + strings.Join(loginOutcomes, ", ") + ".",
 		}, []string{LabelOutcome}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricLogouts,
@@ -77,14 +88,40 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch)} {
 		m.refreshes.WithLabelValues(o)
 	}
-	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
+	for _, r := range []session.Reason{session.ReasonReused, session.ReasonSuperseded} {
+		m.theft.WithLabelValues(string(r))
+	}
+	for _, o := range loginOutcomes {
 		m.logins.WithLabelValues(o)
 	}
 	for _, o := range bearer.Results {
 		m.bearer.WithLabelValues(o)
 	}
-	reg.MustRegister(m.refreshes, m.logins, m.logouts, m.bearer, m.latency)
+	reg.MustRegister(m.refreshes, m.theft, m.logins, m.logouts, m.bearer, m.latency)
 	return m
+}
+
+// observeRefresh counts a refresh outcome and logs what an operator needs
+// to audit a suspected theft: every grace replay, and every refusal that
+// revoked the session, with the session ID and the client's address. It
+// never logs a token.
+func (s *Server) observeRefresh(r *http.Request, g session.Grant, err error) {
+	var ge *session.GrantError
+	switch {
+	case err == nil:
+		s.metrics.refreshes.WithLabelValues(string(g.Outcome)).Inc()
+		if g.Outcome == session.OutcomeGraceReplay {
+			s.log.Info("refresh grace replay", "sid", g.Family.ID, "client", s.clientAddr(r))
+		}
+	case errors.As(err, &ge):
+		s.metrics.refreshes.WithLabelValues(string(ge.Reason)).Inc()
+		if ge.Revoked {
+			s.metrics.theft.WithLabelValues(string(ge.Reason)).Inc()
+			s.log.Warn("refresh refused: session revoked", "sid", ge.SessionID, "client", s.clientAddr(r), "reason", string(ge.Reason))
+		}
+	default:
+		s.metrics.refreshes.WithLabelValues(outcomeError).Inc()
+	}
 }
 
 // newRegistry returns a registry with the Go and process collectors.

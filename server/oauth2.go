@@ -79,7 +79,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		g, err := s.engine.Refresh(r.Context(), rt, cid)
-		s.observeRefresh(g, err)
+		s.observeRefresh(r, g, err)
 		var ge *session.GrantError
 		switch {
 		case errors.As(err, &ge):

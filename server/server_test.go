@@ -226,16 +226,21 @@ func TestRefreshErrorsNameTheReason(t *testing.T) {
 	if second.status != 200 {
 		t.Fatal(second.raw)
 	}
-	r := e.refresh(rt) // inside grace, successor consumed
+	r := e.refresh(rt) // inside grace, successor consumed: the family is revoked
 	if r.status != 401 || r.body["error"] != "invalid_grant" || r.body["error_description"] != "superseded" {
 		t.Fatalf("superseded: %d %s", r.status, r.raw)
 	}
+	if r := e.refresh(second.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
+		t.Fatalf("after superseded: %d %s", r.status, r.raw)
+	}
+	_, rt = e.login()
+	first = e.refresh(rt)
 	e.clock.Advance(11 * time.Second)
 	r = e.refresh(rt)
 	if r.status != 401 || r.body["error_description"] != "reused" {
 		t.Fatalf("reused: %d %s", r.status, r.raw)
 	}
-	if r := e.refresh(second.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
+	if r := e.refresh(first.body["refreshToken"].(string)); r.body["error_description"] != "revoked" {
 		t.Fatalf("after reuse: %d %s", r.status, r.raw)
 	}
 	if r := e.refresh("never-issued"); r.body["error_description"] != "unknown" {
@@ -244,8 +249,8 @@ func TestRefreshErrorsNameTheReason(t *testing.T) {
 	if got := e.metric(`silentrefresh_refresh_total{outcome="reused"}`); got != "1" {
 		t.Fatalf("reused metric = %q, want 1", got)
 	}
-	if got := e.metric(`silentrefresh_refresh_total{outcome="rotated"}`); got != "2" {
-		t.Fatalf("rotated metric = %q, want 2", got)
+	if got := e.metric(`silentrefresh_refresh_total{outcome="rotated"}`); got != "3" {
+		t.Fatalf("rotated metric = %q, want 3", got)
 	}
 }
 
@@ -383,7 +388,10 @@ func TestWrongPasswordAndUnknownUserLookAlike(t *testing.T) {
 }
 
 func TestFailedLoginsAreRateLimited(t *testing.T) {
-	e := newEnv(t, func(c *server.Config) { c.LoginLimit = server.LoginLimit{Burst: 3, Every: time.Minute} })
+	e := newEnv(t, func(c *server.Config) {
+		c.LoginLimit = server.LoginLimit{Burst: 3, Every: time.Minute}
+		c.LoginLimitPerClient = c.LoginLimit
+	})
 	for i := range 3 {
 		if r := e.postJSON("/api/auth/login", map[string]string{"username": testUser, "password": "nope"}); r.status != 401 {
 			t.Fatalf("attempt %d: %d", i, r.status)

@@ -21,6 +21,8 @@ const (
 	DefaultRefreshTTL = 7 * 24 * time.Hour
 	DefaultSessionTTL = 30 * 24 * time.Hour
 	DefaultGrace      = 10 * time.Second
+
+	DefaultMaxSessionsPerUser = 100
 )
 
 // PublicClientID is the client_id claim of access tokens from a login that
@@ -41,6 +43,10 @@ type Config struct {
 	// presented again and answered with the same successor. Zero means
 	// 10s; a negative value turns the grace window off.
 	Grace time.Duration
+	// MaxSessionsPerUser caps the live sessions of one subject: a login
+	// past it revokes the least recently refreshed one. Zero means 100; a
+	// negative value means no cap.
+	MaxSessionsPerUser int
 	// Now returns the current time; nil means time.Now.
 	Now func() time.Time
 }
@@ -69,6 +75,9 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	// Evicted are the sessions a login revoked to stay within
+	// Config.MaxSessionsPerUser; nil for a refresh.
+	Evicted []string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -100,6 +109,10 @@ type GrantError struct {
 	// SessionID is the family of the presented token, when it is known;
 	// for audit logs.
 	SessionID string
+	// Revoked is true when this refusal revoked the family (reuse after
+	// grace, or superseded inside it): a sign that the token was stolen,
+	// for the operator's audit log.
+	Revoked bool
 }
 
 // Error says which reason refused the refresh.
@@ -138,6 +151,9 @@ func NewEngine(ctx context.Context, st Store, m Minter, cfg Config) (*Engine, er
 	if cfg.Grace == 0 {
 		cfg.Grace = DefaultGrace
 	}
+	if cfg.MaxSessionsPerUser == 0 {
+		cfg.MaxSessionsPerUser = DefaultMaxSessionsPerUser
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -164,7 +180,9 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens.
+// Login opens a new family for subject and returns its first tokens. A
+// login past Config.MaxSessionsPerUser revokes the subject's least recently
+// refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
 	if subject == "" {
 		return Grant{}, errors.New("session: login needs a subject")
@@ -187,16 +205,24 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 		IssuedAt:  now,
 		ExpiresAt: e.refreshExpiry(now, fam),
 	}
-	if err := e.store.CreateFamily(ctx, fam, first); err != nil {
+	evicted, err := e.store.CreateFamilyCapped(ctx, fam, first, e.cfg.MaxSessionsPerUser, RevokeSessionCap)
+	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	return e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	if err != nil {
+		return Grant{}, err
+	}
+	g.Evicted = evicted
+	return g, nil
 }
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. A token presented again outside the grace window revokes its
-// whole family.
+// *GrantError. Two refusals revoke the whole family, since they mean that
+// someone else holds a token of it (GrantError.Revoked): a consumed token
+// presented after the grace window (reused), and one presented inside it
+// after its successor was consumed too (superseded).
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
 	if refreshToken == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
@@ -209,11 +235,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	var (
 		outcome Outcome
 		refusal Reason
+		revoked bool // the refusal revokes the family
 		fam     Family
 		expires time.Time
 	)
 	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
-		outcome, refusal, fam = "", "", c.Family
+		outcome, refusal, revoked, fam = "", "", false, c.Family
 		f, t := c.Family, c.Token
 		switch {
 		case f.Revoked():
@@ -248,8 +275,11 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 				return Change{}, nil
 			}
 			if s.Consumed() {
-				refusal = ReasonSuperseded
-				return Change{}, nil
+				// The chain moved on past a token somebody else still
+				// holds: one of the two holders is a thief, and we cannot
+				// tell which. End the session for both, as for reuse.
+				refusal, revoked = ReasonSuperseded, true
+				return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonSuperseded)}, nil
 			}
 			if clientMismatch(clientID, f.ClientID) {
 				refusal = ReasonClientMismatch
@@ -259,7 +289,7 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 			expires = s.ExpiresAt
 			return Change{}, nil
 		default:
-			refusal = ReasonReused
+			refusal, revoked = ReasonReused, true
 			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
 		}
 	})
@@ -269,7 +299,7 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case err != nil:
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	case refusal != "":
-		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID}
+		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
 	return e.grant(ctx, now, fam, successor, expires, outcome)
 }

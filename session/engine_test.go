@@ -148,22 +148,52 @@ func TestRefreshRules(t *testing.T) {
 		}
 	})
 
-	t.Run("rule 6: superseded inside grace does not revoke", func(t *testing.T) {
+	t.Run("rule 6: superseded inside grace revokes the family", func(t *testing.T) {
+		// A thief holding T rotates it twice (T → S → S2); the owner then
+		// presents T inside the grace window. The chain moved on past a
+		// token somebody else still holds: the whole family goes.
 		f := newFixture(t, cfg)
-		g, _ := f.engine.Login(ctx, "alice", "")
-		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
-		g2, err := f.engine.Refresh(ctx, g1.RefreshToken, "")
+		owner, _ := f.engine.Login(ctx, "alice", "")
+		s1, err := f.engine.Refresh(ctx, owner.RefreshToken, "")
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := f.engine.Refresh(ctx, g.RefreshToken, ""); reason(err) != session.ReasonSuperseded {
-			t.Fatalf("err = %v, want superseded", err)
+		s2, err := f.engine.Refresh(ctx, s1.RefreshToken, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.clock.Advance(5 * time.Second)
+		_, err = f.engine.Refresh(ctx, owner.RefreshToken, "")
+		var ge *session.GrantError
+		if !errors.As(err, &ge) || ge.Reason != session.ReasonSuperseded || !errors.Is(err, session.ErrInvalidGrant) {
+			t.Fatalf("owner's replay: err = %v, want invalid_grant superseded", err)
+		}
+		if !ge.Revoked || ge.SessionID != owner.Family.ID {
+			t.Errorf("GrantError = %+v, want Revoked for session %s", ge, owner.Family.ID)
+		}
+		fam, err := f.engine.Session(ctx, owner.Family.ID)
+		if !errors.Is(err, session.ErrSessionEnded) || fam.RevokeReason != string(session.ReasonSuperseded) {
+			t.Fatalf("session after superseded = %+v, %v; want ended, revoked for superseded", fam, err)
+		}
+		// The thief's newest token is refused, and so is every later try.
+		for i, rt := range []string{s2.RefreshToken, s2.RefreshToken, s1.RefreshToken} {
+			_, err := f.engine.Refresh(ctx, rt, "")
+			if !errors.As(err, &ge) || ge.Reason != session.ReasonRevoked || ge.Revoked {
+				t.Errorf("thief's refresh %d: err = %v, want revoked (and not revoked again)", i, err)
+			}
+			f.clock.Advance(time.Minute)
+		}
+	})
+
+	t.Run("rule 6: a replay while the successor is unused is not a theft signal", func(t *testing.T) {
+		f := newFixture(t, cfg)
+		g, _ := f.engine.Login(ctx, "alice", "")
+		g1, _ := f.engine.Refresh(ctx, g.RefreshToken, "")
+		if r, err := f.engine.Refresh(ctx, g.RefreshToken, ""); err != nil || r.RefreshToken != g1.RefreshToken {
+			t.Fatalf("grace replay: %v", err)
 		}
 		if _, err := f.engine.Session(ctx, g.Family.ID); err != nil {
-			t.Fatalf("session revoked by a superseded replay: %v", err)
-		}
-		if _, err := f.engine.Refresh(ctx, g2.RefreshToken, ""); err != nil {
-			t.Fatalf("newest token after superseded: %v", err)
+			t.Fatalf("session ended by a grace replay: %v", err)
 		}
 	})
 

@@ -76,6 +76,8 @@ type Change struct {
 // one database. Times are kept to at least microsecond precision and come
 // back in UTC.
 type Store interface {
+	SubjectStore
+
 	// CreateFamily stores a new family together with its first refresh
 	// token, atomically.
 	CreateFamily(ctx context.Context, f Family, first RefreshToken) error

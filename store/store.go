@@ -17,6 +17,7 @@ type Store interface {
 	session.Store
 	token.KeyStore
 	user.Store
+	Accounts
 	// Ping reports whether the database can be reached.
 	Ping(ctx context.Context) error
 	// Close releases the database.

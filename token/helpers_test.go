@@ -48,8 +48,11 @@ func newFixture(t testing.TB) *fixture {
 
 func (f *fixture) verifier(t testing.TB, leeway time.Duration) *Verifier {
 	t.Helper()
+	// Every test verifies through the cache of verified tokens: a token
+	// verified once is a hit afterwards, and must be refused all the same
+	// when its key goes or its time is up.
 	v, err := NewVerifier(f.keys, VerifierConfig{
-		Issuer: testIssuer, Audience: testAudience, Leeway: leeway, Now: f.clock.Now,
+		Issuer: testIssuer, Audience: testAudience, Leeway: leeway, Now: f.clock.Now, CacheSize: 64,
 	})
 	if err != nil {
 		t.Fatal(err)

@@ -3,8 +3,11 @@ package token
 import (
 	"context"
 	"crypto/ed25519"
+	"crypto/sha256"
+	"crypto/subtle"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -52,6 +55,14 @@ type VerifierConfig struct {
 	Audience string        // required member of "aud"
 	Leeway   time.Duration // clock skew tolerated on exp and nbf: 0 to MaxLeeway
 	Now      func() time.Time
+
+	// CacheSize is how many verified tokens Verify remembers, by the
+	// SHA-256 of their text, so that a token presented again costs a hash
+	// and a key lookup instead of a signature check; it is rounded up to
+	// a power of two, at most MaxVerifyCache. A remembered token is
+	// accepted only until its exp and only while the key set still holds
+	// the key that verified it. 0 remembers nothing.
+	CacheSize int
 }
 
 // Verifier checks access tokens. It is safe for concurrent use.
@@ -59,7 +70,8 @@ type Verifier struct {
 	keys   KeySet
 	leeway time.Duration
 	now    func() time.Time
-	parser *jwt.Parser // configured once; ParseWithClaims does not modify it
+	parser *jwt.Parser  // configured once; ParseWithClaims does not modify it
+	cache  *verifyCache // nil without VerifierConfig.CacheSize
 }
 
 // NewVerifier returns a Verifier of tokens signed by keys in keys, issued
@@ -74,6 +86,8 @@ func NewVerifier(keys KeySet, cfg VerifierConfig) (*Verifier, error) {
 		return nil, errors.New("token: verifier: no audience")
 	case cfg.Leeway < 0 || cfg.Leeway > MaxLeeway:
 		return nil, fmt.Errorf("token: verifier: leeway %v outside 0..%v", cfg.Leeway, MaxLeeway)
+	case cfg.CacheSize < 0 || cfg.CacheSize > MaxVerifyCache:
+		return nil, fmt.Errorf("token: verifier: cache size %d outside 0..%d", cfg.CacheSize, MaxVerifyCache)
 	}
 	now := cfg.Now
 	if now == nil {
@@ -83,6 +97,7 @@ func NewVerifier(keys KeySet, cfg VerifierConfig) (*Verifier, error) {
 		keys:   keys,
 		leeway: cfg.Leeway,
 		now:    now,
+		cache:  newVerifyCache(cfg.CacheSize),
 		parser: jwt.NewParser(
 			// Only EdDSA can ever be accepted; the key function then
 			// pins it to the algorithm of the key the kid names.
@@ -120,13 +135,31 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if raw == "" {
 		return Claims{}, invalid("empty")
 	}
+	var sum [sha256.Size]byte
+	if v.cache != nil {
+		sum = sha256.Sum256([]byte(raw))
+		if e, ok := v.cache.get(&sum, v.now(), v.leeway); ok {
+			// The key that verified it must still be there: a dropped
+			// key takes its tokens with it.
+			pk, err := v.keys.PublicKey(ctx, e.kid)
+			if err == nil && pk.Algorithm == AlgEdDSA && subtle.ConstantTimeCompare(pk.Key, e.key) == 1 {
+				return e.claimsCopy(), nil
+			}
+		}
+	}
 	var (
 		jc     jwtClaims
 		keyErr error
+		kid    string
+		key    ed25519.PublicKey
 	)
 	tok, err := v.parser.ParseWithClaims(raw, &jc, func(t *jwt.Token) (any, error) {
 		k, err := v.key(ctx, t)
 		keyErr = err
+		if err == nil {
+			kid, _ = t.Header["kid"].(string)
+			key = k
+		}
 		return k, err
 	})
 	if err != nil {
@@ -147,6 +180,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	}
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
+	}
+	if v.cache != nil {
+		e := &cacheEntry{sum: sum, claims: c, kid: kid, key: key}
+		if jc.NotBefore != nil {
+			e.notBefore = jc.NotBefore.Time
+		}
+		e.claims.Audience = slices.Clone(c.Audience)
+		v.cache.put(e)
 	}
 	return c, nil
 }

@@ -17,6 +17,11 @@ import (
 // for a wrong password alike.
 var ErrInvalidCredentials = errors.New("user: invalid credentials")
 
+// ErrDisabled is returned by Authenticate for a disabled user whose
+// password was right. It wraps ErrInvalidCredentials, so that callers
+// answer it alike and the client learns nothing more.
+var ErrDisabled = fmt.Errorf("%w: account disabled", ErrInvalidCredentials)
+
 // Params are argon2id parameters. DefaultParams follow the OWASP password
 // storage recommendation (19 MiB, 2 passes, 1 lane).
 type Params struct {
@@ -99,16 +104,23 @@ var (
 
 // Authenticate looks up username and checks password. An unknown user and
 // a wrong password both return ErrInvalidCredentials, after the same
-// amount of hashing work, so the answer does not tell which it was.
+// amount of hashing work, so the answer does not tell which it was. A
+// disabled user with the right password returns ErrDisabled. It hashes
+// nothing once ctx has ended, and returns ctx's error instead. Hashing
+// takes tens of MiB and a core for tens of milliseconds: callers serving
+// many requests bound how many run at once.
 func Authenticate(ctx context.Context, st Store, username, password string) (User, error) {
-	dummyOnce.Do(func() { dummyHash, _ = HashPassword("not a real password") })
 	u, err := st.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return User{}, fmt.Errorf("user: authenticate: %w", cerr)
+	}
 	if errors.Is(err, ErrNotFound) {
+		dummyOnce.Do(func() { dummyHash, _ = HashPassword("not a real password") })
 		_, _ = VerifyPassword(dummyHash, password)
 		return User{}, ErrInvalidCredentials
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
 	}
 	ok, err := VerifyPassword(u.PasswordHash, password)
 	if err != nil {
@@ -116,6 +128,9 @@ func Authenticate(ctx context.Context, st Store, username, password string) (Use
 	}
 	if !ok {
 		return User{}, ErrInvalidCredentials
+	}
+	if u.Disabled() {
+		return User{}, ErrDisabled
 	}
 	return u, nil
 }

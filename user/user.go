@@ -20,7 +20,13 @@ type User struct {
 	Username     string
 	PasswordHash string // argon2id, PHC string format
 	CreatedAt    time.Time
+	// DisabledAt is when an operator disabled the account; the zero time
+	// while it is enabled. A disabled user cannot log in.
+	DisabledAt time.Time
 }
+
+// Disabled reports whether the account is disabled.
+func (u User) Disabled() bool { return !u.DisabledAt.IsZero() }
 
 // Store keeps users. Implementations must be safe for concurrent use.
 type Store interface {
@@ -28,4 +34,8 @@ type Store interface {
 	CreateUser(ctx context.Context, u User) error
 	// UserByName returns the user with the given username, or ErrNotFound.
 	UserByName(ctx context.Context, username string) (User, error)
+	// UserByID returns the user with the given ID, or ErrNotFound.
+	UserByID(ctx context.Context, id string) (User, error)
+	// Users returns every user, ordered by username.
+	Users(ctx context.Context) ([]User, error)
 }

@@ -227,8 +227,17 @@ func loginAll(ctx context.Context, hc *http.Client, base string, n int) ([]*benc
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			var g grant
-			errs[i] = call(ctx, hc, http.MethodPost, base+"/api/auth/login", "",
-				map[string]string{"username": benchUser, "password": benchPassword}, &g)
+			for attempt := 1; ; attempt++ {
+				errs[i] = call(ctx, hc, http.MethodPost, base+"/api/auth/login", "",
+					map[string]string{"username": benchUser, "password": benchPassword}, &g)
+				// The server hashes a bounded number of passwords at once
+				// and answers the rest 503: honour it, as clients do.
+				var se *statusError
+				if !errors.As(errs[i], &se) || se.status != http.StatusServiceUnavailable || attempt == 20 ||
+					clock.Sleep(ctx, 200*time.Millisecond) != nil {
+					break
+				}
+			}
 			sess[i] = &benchSession{access: g.AccessToken, refresh: g.RefreshToken, sid: sidOf(g.AccessToken)}
 		})
 	}
@@ -342,7 +351,7 @@ func call(ctx context.Context, hc *http.Client, method, u, bearer string, body, 
 		return err
 	}
 	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: HTTP %d: %s", method, u, resp.StatusCode, b)
+		return &statusError{method: method, url: u, status: resp.StatusCode, body: b}
 	}
 	if out != nil {
 		return json.Unmarshal(b, out)
@@ -365,4 +374,15 @@ func sidOf(access string) string {
 	}
 	_ = json.Unmarshal(payload, &c)
 	return c.SID
+}
+
+// statusError is a non-2xx answer.
+type statusError struct {
+	method, url string
+	status      int
+	body        []byte
+}
+
+func (e *statusError) Error() string {
+	return fmt.Sprintf("%s %s: HTTP %d: %s", e.method, e.url, e.status, e.body)
 }

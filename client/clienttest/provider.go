@@ -59,7 +59,7 @@ type Stats struct {
 	RefreshRequests  int // requests to a refresh endpoint, failed ones included
 	Rotations        int // refresh tokens exchanged for a new one
 	GraceReplays     int // consumed tokens answered with their successor again, inside grace
-	Superseded       int // consumed tokens refused inside grace: successor already used
+	Superseded       int // consumed tokens presented inside grace after their successor: family revoked
 	ReuseDetected    int // consumed tokens presented after grace: family revoked
 	InvalidGrants    int // invalid_grant answers, for any reason
 	InjectedFailures int // answers replaced by FailNext

@@ -78,18 +78,29 @@ func TestRotationRules(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 
-	// Superseded: inside grace, but the successor was already used.
+	// Superseded: inside grace, but the successor was already used. The
+	// chain moved on past a token somebody else holds: the family is
+	// revoked, its newest token too.
 	u0 := p.Issue("bob").RefreshToken
 	u1 := refreshJSON(t, p, u0).body["refreshToken"].(string)
-	if a := refreshJSON(t, p, u1); a.status != 200 {
+	a = refreshJSON(t, p, u1)
+	if a.status != 200 {
 		t.Fatalf("rotate u1: %+v", a)
 	}
+	u2 := a.body["refreshToken"].(string)
 	if a := refreshJSON(t, p, u0); a.status != 401 || a.body["error_description"] != ReasonSuperseded {
 		t.Fatalf("superseded: %+v", a)
 	}
-	// Not revoked: the live chain goes on.
+	if a := refreshJSON(t, p, u2); a.status != 401 || a.body["error_description"] != ReasonRevoked {
+		t.Fatalf("newest token after superseded: %+v", a)
+	}
+	if st := p.Stats(); st.Superseded != 1 {
+		t.Errorf("stats %+v", st)
+	}
+	// Idle expiry, on a session of its own.
+	v0 := p.Issue("carol").RefreshToken
 	clock.Advance(time.Hour + time.Second)
-	if a := refreshJSON(t, p, u0); a.body["error_description"] != ReasonExpired {
+	if a := refreshJSON(t, p, v0); a.body["error_description"] != ReasonExpired {
 		t.Fatalf("idle expiry: %+v", a)
 	}
 }

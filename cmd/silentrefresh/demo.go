@@ -449,8 +449,11 @@ func describeAttack(reason string, err error) string {
 // check adds the demo's checks to s.
 func (sc *scenario) check(s *loadgen.Summary) {
 	victim, shared := sc.gen.User(victimUser), sc.gen.User(sharedUser)
-	s.AddCheck("no request failed outside the attacked session", s.Failures == 0 && s.UnexpectedSessionsEnded == 0,
-		fmt.Sprintf("%d of %d requests failed; %d sessions ended unexpectedly", s.Failures, s.Requests, s.UnexpectedSessionsEnded))
+	// The clients share tokens under a lock, so none is ever superseded
+	// (which would revoke its session as a theft).
+	superseded := s.ServerRefreshes[string(session.ReasonSuperseded)]
+	s.AddCheck("no request failed outside the attacked session", s.Failures == 0 && s.UnexpectedSessionsEnded == 0 && superseded == 0,
+		fmt.Sprintf("%d of %d requests failed; %d sessions ended unexpectedly; %d refresh tokens superseded", s.Failures, s.Requests, s.UnexpectedSessionsEnded, superseded))
 
 	detail := fmt.Sprintf("%d refreshes after a 401, %d requests replayed with the new token", s.RefreshesAfter401, s.Replays)
 	if sc.keyErr != nil {

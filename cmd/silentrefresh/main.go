@@ -1,7 +1,9 @@
 // Command silentrefresh runs the silentrefresh server and its tools:
 //
 //	silentrefresh serve      run the server
-//	silentrefresh user add   create a user
+//	silentrefresh user       manage users: add, list, disable, enable, delete, passwd
+//	silentrefresh session    list and revoke the sessions of a user
+//	silentrefresh keys       list, rotate and retire the signing keys
 //	silentrefresh demo       the whole story in one command
 //	silentrefresh load       drive a running deployment
 //
@@ -33,7 +35,9 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
-		{"user", "manage users (user add)", runUser},
+		{"user", "manage users (add, list, disable, enable, delete, passwd)", runUser},
+		{"session", "list and revoke the sessions of a user (list, revoke)", runSession},
+		{"keys", "list, rotate and retire the signing keys", runKeys},
 		{"demo", "the whole story in one command", runDemo},
 		{"load", "drive a running deployment", runLoad},
 	}
@@ -77,7 +81,7 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "usage: silentrefresh <command> [flags]\n\ncommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-7s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'silentrefresh <command> -h' for the flags of a command.")
 }

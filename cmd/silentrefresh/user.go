@@ -16,8 +16,7 @@ import (
 
 func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
 	if len(args) == 0 || args[0] != "add" {
-		fmt.Fprintln(stderr, "usage: silentrefresh user add --db DSN --username NAME --password-stdin")
-		return errors.New("user: the only subcommand is add")
+		return runUserOp(ctx, args, stdin, stdout, stderr)
 	}
 	fs := flag.NewFlagSet("user add", flag.ContinueOnError)
 	fs.SetOutput(stderr)

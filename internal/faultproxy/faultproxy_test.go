@@ -1,7 +1,6 @@
 package faultproxy_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -18,6 +16,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/client"
 	"github.com/silentrefresh/silentrefresh/internal/faultproxy"
+	"github.com/silentrefresh/silentrefresh/internal/loadgen"
 	"github.com/silentrefresh/silentrefresh/server"
 	"github.com/silentrefresh/silentrefresh/store/sqlite"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -80,19 +79,13 @@ func (r *rig) outcomes(t *testing.T) map[string]int {
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
+	counts, err := loadgen.ParseRefreshOutcomes(resp.Body)
+	if err != nil {
+		t.Fatalf("metrics: %v", err)
+	}
 	out := map[string]int{}
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		rest, ok := strings.CutPrefix(sc.Text(), `silentrefresh_refresh_total{outcome="`)
-		if !ok {
-			continue
-		}
-		name, value, _ := strings.Cut(rest, `"} `)
-		n, err := strconv.Atoi(value)
-		if err != nil {
-			t.Fatalf("metric %q: %v", sc.Text(), err)
-		}
-		out[name] = n
+	for k, v := range counts {
+		out[k] = int(v)
 	}
 	return out
 }

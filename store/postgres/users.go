@@ -22,14 +22,15 @@ func (s *Store) CreateUser(ctx context.Context, u user.User) error {
 
 // UserByName returns the user with the given username, or user.ErrNotFound.
 func (s *Store) UserByName(ctx context.Context, username string) (user.User, error) {
-	const q = `SELECT id, username, password_hash, created_at FROM users WHERE username = $1`
+	const q = `SELECT ` + userColumns + ` FROM users WHERE username = $1`
 	var u user.User
 	err := s.do(ctx, "user by name", true, func(ctx context.Context) error {
-		return s.pool.QueryRow(ctx, q, username).Scan(&u.ID, &u.Username, &u.PasswordHash, &u.CreatedAt)
+		var err error
+		u, err = scanUser(s.pool.QueryRow(ctx, q, username))
+		return err
 	})
 	if noRows(err) {
 		return user.User{}, fmt.Errorf("postgres: user %q: %w", username, user.ErrNotFound)
 	}
-	u.CreatedAt = u.CreatedAt.UTC()
 	return u, err
 }

@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -118,6 +119,31 @@ func BenchmarkExchange(b *testing.B) {
 			})
 		})
 	}
+}
+
+// BenchmarkExchange64 is 64 goroutines each rotating its own family, the
+// load of the HTTP benchmarks without HTTP, with the CPU time of the
+// process per rotation beside the wall time.
+func BenchmarkExchange64(b *testing.B) {
+	s := openBench(b, defaultOptions())
+	b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+	cpu0 := processCPU(b)
+	b.RunParallel(func(pb *testing.PB) {
+		c := newChain(b, s)
+		for pb.Next() {
+			c.rotate(b, s)
+		}
+	})
+	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+}
+
+// processCPU is the user and system CPU time of this process so far.
+func processCPU(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // BenchmarkMixed is the load of a server: per op, one rotation and four

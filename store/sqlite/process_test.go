@@ -27,7 +27,7 @@ import (
 const (
 	envChild = "SILENTREFRESH_SQLITE_CHILD" // the child's job
 	envPath  = "SILENTREFRESH_SQLITE_PATH"  // the database file
-	envID    = "SILENTREFRESH_SQLITE_ID"    // the child's number
+	envID    = "SILENTREFRESH_SQLITE_ID"    // the child's number (a family ID for "revoke")
 )
 
 // child is a child process started by startChild.
@@ -173,6 +173,13 @@ func TestChildProcess(t *testing.T) {
 		}
 		fmt.Printf("child: committed\n")
 		select {}
+	case "revoke":
+		// Revoke the family named by the child's ID (familycache_test.go).
+		if err := s.RevokeFamily(ctx, id, storetest.T0.Add(time.Minute), "admin"); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		fmt.Printf("child: revoked\n")
 	default:
 		t.Fatalf("unknown child job %q", job)
 	}

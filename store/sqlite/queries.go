@@ -67,12 +67,21 @@ const (
 		INSERT INTO users (id, username, password_hash, created_at) VALUES (?, ?, ?, ?)
 		ON CONFLICT (username) DO NOTHING`
 
-	qUser = `SELECT id, username, password_hash, created_at FROM users WHERE username = ?`
+	qUser = `SELECT id, username, password_hash, created_at, disabled_at FROM users WHERE username = ?`
+
+	// The savepoint around each request of a batch (batch.go).
+	qSavepoint  = `SAVEPOINT op`
+	qRollbackTo = `ROLLBACK TO op`
+	qRelease    = `RELEASE op`
 )
 
 var writerQueries = []string{
 	qInsertFamily, qInsertToken, qChain, qConsume, qRevoke, qSecret, qInsertSecret,
 	qDeleteExpired, qInsertKey, qDeleteKey, qInsertUser,
+	qLiveSessions, qCountLive, qRevokeLive, qRevokeSubject, qDeleteSpent, // accounts.go
+	qSavepoint, qRollbackTo, qRelease,
 }
 
-var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser}
+var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser,
+	qLiveSessions, qUserByID, qUsers, // accounts.go
+}

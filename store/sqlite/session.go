@@ -26,24 +26,19 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 	if err := checkToken(first); err != nil {
 		return fmt.Errorf("sqlite: create family: %w", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap("create family: begin", err)
-	}
-	defer tx.Rollback()
-	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
-		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-		micros(f.RevokedAt), f.RevokeReason,
-	); err != nil {
-		return wrap("create family", err)
-	}
-	if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
-		return wrap("create family: first token", err)
-	}
-	if err := tx.Commit(); err != nil {
-		return wrap("create family: commit", err)
-	}
-	return nil
+	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *batchTx) (error, error) {
+		if _, err := tx.exec(ctx, qInsertFamily,
+			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
+			micros(f.RevokedAt), f.RevokeReason,
+		); err != nil {
+			return nil, wrap("create family", err)
+		}
+		if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
+			return nil, wrap("create family: first token", err)
+		}
+		return nil, nil
+	})
+	return err
 }
 
 // checkToken rejects a token that cannot be stored.
@@ -59,12 +54,12 @@ func checkToken(t session.RefreshToken) error {
 	return nil
 }
 
-func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t session.RefreshToken) error {
+func (s *Store) insertToken(ctx context.Context, tx *batchTx, familyID string, t session.RefreshToken) error {
 	var succ any
 	if t.SuccessorHash != nil {
 		succ = t.SuccessorHash
 	}
-	_, err := s.ws.exec(ctx, tx, qInsertToken,
+	_, err := tx.exec(ctx, qInsertToken,
 		t.Hash, familyID, t.Generation, micros(t.IssuedAt), micros(t.ExpiresAt),
 		micros(t.ConsumedAt), succ,
 	)
@@ -72,17 +67,25 @@ func (s *Store) insertToken(ctx context.Context, tx *sql.Tx, familyID string, t 
 }
 
 // Exchange reads the chain of the token whose hash is given, calls decide
-// and applies its Change, in one IMMEDIATE transaction: it holds the
-// database's write lock from the first read to the commit, so no other
-// Exchange or revocation, in this process or another, runs in between.
-// decide is called at most once, and must not call the Store.
+// and applies its Change, inside the write transaction of a batch (see
+// batch.go): the transaction holds the database's write lock from its
+// first read to its commit, so no other Exchange or revocation, in this
+// process or another, runs in between, and the requests before it in the
+// batch are already applied. It returns once the batch's commit is on disk.
+// decide is called at most once, on the store's committing goroutine, and
+// must not call the Store.
 func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return wrap("exchange: begin", err)
+	decideErr, err := s.write(ctx, "exchange", func(ctx context.Context, tx *batchTx) (error, error) {
+		return s.exchange(ctx, tx, tokenHash, decide)
+	})
+	if decideErr != nil {
+		return decideErr
 	}
-	defer tx.Rollback()
+	return err
+}
 
+// exchange is one Exchange inside the batch's transaction.
+func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, decide func(session.Chain) (session.Change, error)) (decideErr, err error) {
 	var (
 		c                              session.Chain
 		tIssued, tExp, tConsumed       sql.NullInt64
@@ -91,16 +94,16 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		sGen, sIssued, sExp, sConsumed sql.NullInt64
 		tSucc                          []byte
 	)
-	err = s.ws.queryRow(ctx, tx, qChain, tokenHash).Scan(
+	err = tx.queryRow(ctx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
 		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
-		return fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
+		return nil, fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
 	}
 	if err != nil {
-		return wrap("exchange: read", err)
+		return nil, wrap("exchange: read", err)
 	}
 	c.Token.Hash = append([]byte(nil), tokenHash...)
 	c.Token.IssuedAt, c.Token.ExpiresAt = fromMicros(tIssued), fromMicros(tExp)
@@ -122,34 +125,28 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 
 	ch, err := decide(c)
 	if err != nil {
-		return err
-	}
-	if ch.Consume == nil && !ch.Revoke {
-		return nil // nothing to write; the deferred rollback ends the transaction
+		return err, nil
 	}
 	if ch.Consume != nil {
 		if err := s.consume(ctx, tx, c, ch); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	if ch.Revoke {
 		if ch.RevokeAt.IsZero() {
-			return errors.New("sqlite: exchange: revoke with zero RevokeAt")
+			return nil, errors.New("sqlite: exchange: revoke with zero RevokeAt")
 		}
-		if _, err := s.ws.exec(ctx, tx, qRevoke,
+		if _, err := tx.exec(ctx, qRevoke,
 			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
 		); err != nil {
-			return wrap("exchange: revoke", err)
+			return nil, wrap("exchange: revoke", err)
 		}
 	}
-	if err := tx.Commit(); err != nil {
-		return wrap("exchange: commit", err)
-	}
-	return nil
+	return nil, nil
 }
 
 // consume applies the Consume half of a Change inside an Exchange.
-func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch session.Change) error {
+func (s *Store) consume(ctx context.Context, tx *batchTx, c session.Chain, ch session.Change) error {
 	next := *ch.Consume
 	if ch.ConsumedAt.IsZero() {
 		return errors.New("sqlite: exchange: consume with zero ConsumedAt")
@@ -157,7 +154,7 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 	if err := checkToken(next); err != nil {
 		return fmt.Errorf("sqlite: exchange: successor: %w", err)
 	}
-	res, err := s.ws.exec(ctx, tx, qConsume,
+	res, err := tx.exec(ctx, qConsume,
 		micros(ch.ConsumedAt), next.Hash, c.Token.Hash,
 	)
 	if err != nil {
@@ -175,11 +172,23 @@ func (s *Store) consume(ctx context.Context, tx *sql.Tx, c session.Chain, ch ses
 }
 
 // Family returns the family with the given ID, or an error wrapping
-// session.ErrNotFound.
+// session.ErrNotFound. While no connection of any process has committed
+// since it last read the family, it answers from memory (familycache.go).
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	if err := ctx.Err(); err != nil {
+		return session.Family{}, fmt.Errorf("sqlite: family: %w", context.Cause(ctx))
+	}
+	cached, hit, state, cacheable := s.families.get(id)
+	if hit {
+		return cached, nil
+	}
 	f := session.Family{ID: id}
 	var created, exp, revoked sql.NullInt64
-	err := s.rs.queryRow(ctx, nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	// The lookup is one primary-key read on a read-only connection, which
+	// in WAL mode waits for no lock: it runs without the caller's
+	// cancellation, which would cost the driver a goroutine and a
+	// progress handler per call (this is the per-request session check).
+	err := s.rs.queryRow(context.WithoutCancel(ctx), nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
 	}
@@ -187,6 +196,9 @@ func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 		return session.Family{}, wrap("family", err)
 	}
 	f.CreatedAt, f.ExpiresAt, f.RevokedAt = fromMicros(created), fromMicros(exp), fromMicros(revoked)
+	if cacheable {
+		s.families.put(state, f)
+	}
 	return f, nil
 }
 
@@ -197,20 +209,21 @@ func (s *Store) RevokeFamily(ctx context.Context, id string, at time.Time, reaso
 	if at.IsZero() {
 		return errors.New("sqlite: revoke family: zero time")
 	}
-	res, err := s.ws.exec(ctx, nil, qRevoke,
-		reason, micros(at), id,
-	)
-	if err != nil {
-		return wrap("revoke family", err)
-	}
-	n, err := res.RowsAffected()
-	if err != nil {
-		return wrap("revoke family", err)
-	}
-	if n == 0 {
-		return fmt.Errorf("sqlite: revoke family: %w", session.ErrNotFound)
-	}
-	return nil
+	_, err := s.write(ctx, "revoke family", func(ctx context.Context, tx *batchTx) (error, error) {
+		res, err := tx.exec(ctx, qRevoke, reason, micros(at), id)
+		if err != nil {
+			return nil, wrap("revoke family", err)
+		}
+		n, err := res.RowsAffected()
+		if err != nil {
+			return nil, wrap("revoke family", err)
+		}
+		if n == 0 {
+			return nil, fmt.Errorf("sqlite: revoke family: %w", session.ErrNotFound)
+		}
+		return nil, nil
+	})
+	return err
 }
 
 // FamilyTokens returns every refresh token of the family, ordered by

@@ -6,7 +6,9 @@
 // busy timeout of 10s. Writes go through one connection whose transactions
 // all begin IMMEDIATE, so a read-then-write transaction (an Exchange) holds
 // the write lock from its first read; reads go through a separate pool of
-// read-only connections, which WAL lets run beside the writer.
+// read-only connections, which WAL lets run beside the writer. Concurrent
+// exchanges, logins and revocations are committed in groups: one
+// transaction, one savepoint per request, one fsync per group (batch.go).
 //
 // Durability: a transaction that Exchange, CreateFamily or RevokeFamily
 // reports as committed survives the process being killed (kill -9) and, with
@@ -63,15 +65,21 @@ type Store struct {
 	r *sql.DB
 	// ws and rs are the prepared statements of w and r.
 	ws, rs *stmts
+	// c commits the writes of the request path in groups (batch.go).
+	c *committer
+	// families remembers families read while no commit happened
+	// (familycache.go); nil if the shared-memory file cannot be read.
+	families *familyCache
 }
 
 var _ store.Store = (*Store)(nil)
 
 // options tune Open for the benchmarks that justify the defaults.
 type options struct {
-	synchronous string // "FULL" or "NORMAL"
-	writers     int    // size of the writer pool: 1 in production
-	readers     int    // size of the reader pool; 0: no separate readers, reads use the writer pool
+	synchronous string      // "FULL" or "NORMAL"
+	writers     int         // size of the writer pool: 1 in production
+	readers     int         // size of the reader pool; 0: no separate readers, reads use the writer pool
+	onBatch     func(n int) // if set (by tests), called with the size of each batch before it runs
 }
 
 func defaultOptions() options {
@@ -157,6 +165,8 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 		s.Close()
 		return nil, wrap("open: prepare", err)
 	}
+	s.families = newFamilyCache(abs)
+	s.startCommitter(o.onBatch)
 	return s, nil
 }
 
@@ -234,6 +244,10 @@ func (s *Store) Ping(ctx context.Context) error {
 // Close closes the database. Calls after Close fail with errors wrapping
 // store.ErrUnavailable.
 func (s *Store) Close() error {
+	if s.c != nil {
+		s.stopCommitter()
+	}
+	s.families.close()
 	errs := []error{s.ws.close()}
 	if s.r != s.w {
 		errs = append(errs, s.rs.close(), s.r.Close())

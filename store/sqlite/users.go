@@ -35,16 +35,16 @@ func (s *Store) CreateUser(ctx context.Context, u user.User) error {
 // user.ErrNotFound.
 func (s *Store) UserByName(ctx context.Context, username string) (user.User, error) {
 	var (
-		u       user.User
-		created sql.NullInt64
+		u                 user.User
+		created, disabled sql.NullInt64
 	)
-	err := s.rs.queryRow(ctx, nil, qUser, username).Scan(&u.ID, &u.Username, &u.PasswordHash, &created)
+	err := s.rs.queryRow(ctx, nil, qUser, username).Scan(&u.ID, &u.Username, &u.PasswordHash, &created, &disabled)
 	if errors.Is(err, sql.ErrNoRows) {
 		return user.User{}, fmt.Errorf("sqlite: user: %w", user.ErrNotFound)
 	}
 	if err != nil {
 		return user.User{}, wrap("user", err)
 	}
-	u.CreatedAt = fromMicros(created)
+	u.CreatedAt, u.DisabledAt = fromMicros(created), fromMicros(disabled)
 	return u, nil
 }

@@ -107,6 +107,7 @@ var engineTests = []test{
 	{"ConcurrentRefresh", testEngineConcurrentRefresh},
 	{"ConcurrentRefreshTwoStores", testEngineConcurrentRefreshTwoStores},
 	{"GraceReplayAndSuperseded", testEngineGraceReplay},
+	{"ThiefSuperseded", testEngineThiefSuperseded},
 	{"ReuseAfterGrace", testEngineReuseAfterGrace},
 	{"NoGrace", testEngineNoGrace},
 	{"IdleExpiry", testEngineIdleExpiry},
@@ -204,11 +205,41 @@ func testEngineGraceReplay(t *testing.T, s *suite) {
 	if r.AccessToken == g1.AccessToken {
 		t.Error("grace replay answered the same access token, want a new one")
 	}
-	// Once the successor is used, the old token is superseded, not reused.
+	// Once the successor is used, the old token inside grace is
+	// superseded: the chain moved on past a token somebody else still
+	// holds, so the family is revoked, as for reuse.
 	g2 := refresh(t, e, g1.RefreshToken, session.OutcomeRotated)
 	refuse(t, e, g0.RefreshToken, session.ReasonSuperseded)
-	checkFamily(t, st, g0.Family.ID, "")
-	refresh(t, e, g2.RefreshToken, session.OutcomeRotated)
+	checkFamily(t, st, g0.Family.ID, string(session.ReasonSuperseded))
+	refuse(t, e, g2.RefreshToken, session.ReasonRevoked)
+	refuse(t, e, g1.RefreshToken, session.ReasonRevoked)
+}
+
+// testEngineThiefSuperseded: a thief rotates a stolen token twice
+// (T → S → S2) and the owner presents T inside grace. The family is
+// revoked; the thief's S2, and every later refresh of the thief, is
+// refused; other sessions are untouched.
+func testEngineThiefSuperseded(t *testing.T, s *suite) {
+	ctx := context.Background()
+	st := s.open(t)
+	clk := clock.NewFake(T0)
+	e := newEngine(t, st, clk, engineConfig)
+	owner := login(t, e)
+	other := login(t, e)
+	s1 := refresh(t, e, owner.RefreshToken, session.OutcomeRotated) // the thief
+	s2 := refresh(t, e, s1.RefreshToken, session.OutcomeRotated)
+	clk.Advance(engineConfig.Grace / 2)
+	refuse(t, e, owner.RefreshToken, session.ReasonSuperseded)
+	checkFamily(t, st, owner.Family.ID, string(session.ReasonSuperseded))
+	if _, err := e.Session(ctx, owner.Family.ID); !errors.Is(err, session.ErrSessionEnded) {
+		t.Errorf("Session of a superseded family: %v, want ErrSessionEnded", err)
+	}
+	refuse(t, e, s2.RefreshToken, session.ReasonRevoked)
+	checkFamily(t, st, other.Family.ID, "")
+	refresh(t, e, other.RefreshToken, session.OutcomeRotated)
+	clk.Advance(engineConfig.Grace)
+	refuse(t, e, s2.RefreshToken, session.ReasonRevoked)
+	refuse(t, e, s1.RefreshToken, session.ReasonRevoked)
 }
 
 func testEngineReuseAfterGrace(t *testing.T, s *suite) {

@@ -42,7 +42,7 @@ func Run(t *testing.T, h Harness) {
 	if h.Open == nil {
 		t.Fatal("storetest: Harness.Open is nil")
 	}
-	for _, tc := range storeTests {
+	for _, tc := range append(storeTests, accountTests...) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })
 	}
 	t.Run("Engine", func(t *testing.T) {
