@@ -21,6 +21,7 @@ func TestDependenciesStayLight(t *testing.T) {
 	allowed := map[string]bool{
 		"github.com/silentrefresh/silentrefresh/bearer": true,
 		"github.com/silentrefresh/silentrefresh/token":  true,
+		"github.com/silentrefresh/silentrefresh/dpop":   true,
 		"github.com/golang-jwt/jwt/v5":                  true,
 	}
 	var deps []string

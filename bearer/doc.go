@@ -19,4 +19,13 @@
 // Such a verifier is stateless: a revoked session's access tokens are
 // accepted until they expire. WithSessionCheck adds a per-request check of
 // the session, for endpoints that must see a logout at once.
+//
+// WithDPoP accepts DPoP-bound tokens (RFC 9449): "Authorization: DPoP
+// <token>" with a proof of the key the token's cnf.jkt names. A bound token
+// sent as Bearer is refused whatever the options, and refusals under the
+// DPoP scheme get a DPoP challenge (section 7.1):
+//
+//	dv, err := dpop.NewVerifier(dpop.Config{})
+//	...
+//	mux.Handle("/api/orders", bearer.Require(v, bearer.WithDPoP(dv, "https://api.example.com"))(orders))
 package bearer

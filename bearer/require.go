@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 
+	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/token"
 )
 
@@ -40,6 +41,8 @@ type config struct {
 	sessions SessionChecker
 	observe  func(result string)
 	refuse   func(w http.ResponseWriter, r *http.Request, err error)
+	dpop     *dpop.Verifier // nil: the DPoP scheme is refused
+	dpopBase string
 }
 
 // WithSessionCheck makes Require call c with the token's "sid" on every
@@ -91,7 +94,7 @@ func Require(v *token.Verifier, opts ...Option) func(http.Handler) http.Handler 
 	}
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			claims, result, err := verify(r, v, cfg.sessions)
+			claims, result, err := verify(r, v, &cfg)
 			if cfg.observe != nil {
 				cfg.observe(result)
 			}
@@ -106,21 +109,47 @@ func Require(v *token.Verifier, opts ...Option) func(http.Handler) http.Handler 
 
 // verify checks the request's token and its session, and returns the
 // result word for the observer.
-func verify(r *http.Request, v *token.Verifier, sessions SessionChecker) (token.Claims, string, error) {
-	raw, err := Parse(r.Header.Get("Authorization"))
+func verify(r *http.Request, v *token.Verifier, cfg *config) (token.Claims, string, error) {
+	scheme, raw, err := splitAuthorization(r.Header.Get("Authorization"))
+	if err == nil && scheme == "DPoP" && cfg.dpop == nil {
+		err = errors.New(`bearer: authorization scheme must be "Bearer"`)
+	}
 	if err != nil {
 		return token.Claims{}, ResultInvalid, err
 	}
 	claims, err := v.Verify(r.Context(), raw)
 	if err != nil {
+		if scheme == "DPoP" {
+			// The challenge of a DPoP-scheme request is a DPoP one
+			// (RFC 9449 section 7.1); the error still wraps the token's.
+			desc := "the access token is invalid"
+			if errors.Is(err, token.ErrTokenExpired) {
+				desc = "the access token has expired"
+			}
+			err = dpopError(cfg, "invalid_token", desc, err)
+		}
 		if errors.Is(err, token.ErrTokenExpired) {
 			return token.Claims{}, ResultExpired, err
 		}
 		return token.Claims{}, ResultInvalid, err
 	}
-	if sessions != nil {
+	switch {
+	case scheme == "DPoP":
+		if result, err := verifyDPoP(r, cfg, raw, claims); err != nil {
+			return token.Claims{}, result, err
+		}
+	case claims.KeyThumbprint != "":
+		// RFC 9449 section 7.2: a DPoP-bound token is never a bearer token.
+		return token.Claims{}, ResultBoundAsBearer, dpopError(cfg, "invalid_token",
+			"the access token is DPoP-bound: send it with the DPoP scheme and a proof", ErrBoundToken)
+	}
+	if sessions := cfg.sessions; sessions != nil {
 		if err := sessions.CheckSession(r.Context(), claims.SessionID); err != nil {
-			return token.Claims{}, ResultSessionEnded, errors.Join(ErrSessionEnded, err)
+			err = errors.Join(ErrSessionEnded, err)
+			if scheme == "DPoP" {
+				err = dpopError(cfg, "invalid_token", "the session has ended", err)
+			}
+			return token.Claims{}, ResultSessionEnded, err
 		}
 	}
 	return claims, ResultValid, nil
@@ -137,8 +166,19 @@ type refusal struct {
 // with a description of what was wrong, and the same in a JSON body
 // {"error":"invalid_token","error_description":...}. The description
 // names the case (no token, expired, session ended, invalid, malformed
-// header) and never echoes the token.
+// header) and never echoes the token. A *DPoPError is answered with a DPoP
+// challenge instead (RFC 9449 section 7.1), and a full DPoP replay cache
+// (dpop.ErrReplayCacheFull) with 503 and Retry-After.
 func Refuse(w http.ResponseWriter, err error) {
+	var de *DPoPError
+	switch {
+	case errors.Is(err, dpop.ErrReplayCacheFull):
+		refuseBusy(w)
+		return
+	case errors.As(err, &de):
+		refuseDPoP(w, de)
+		return
+	}
 	desc := "the access token is invalid"
 	challenge := ""
 	switch {

@@ -27,7 +27,7 @@ type keys struct {
 	now      time.Time
 }
 
-func newKeys(t *testing.T) *keys {
+func newKeys(t testing.TB) *keys {
 	t.Helper()
 	ctx := t.Context()
 	st, err := sqlite.Open(ctx, filepath.Join(t.TempDir(), "keys.db"))

@@ -20,4 +20,4 @@ const (
 
 // Results lists every result Require reports, for registering a metric's
 // label values up front.
-var Results = []string{ResultValid, ResultInvalid, ResultExpired, ResultSessionEnded}
+var Results = []string{ResultValid, ResultInvalid, ResultExpired, ResultSessionEnded, ResultInvalidProof, ResultBoundAsBearer}

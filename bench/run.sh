@@ -26,6 +26,12 @@ echo "== client hot path: floor vs x/oauth2 vs silentrefresh, 32-way parallel; r
 go test -run '^$' -bench 'RoundTripInterleaved|Storm' -benchmem -count "$COUNT" ./client | tee "$OUT/client.txt" >/dev/null
 benchstat "$OUT/client.txt"
 
+echo "== DPoP beside bearer: client per request, server per request, refresh end to end"
+go test -run '^$' -bench 'RoundTripDPoP' -benchmem -count "$COUNT" ./client | tee "$OUT/dpop-client.txt" >/dev/null
+go test -run '^$' -bench 'RequireDPoP' -benchmem -count "$COUNT" ./bearer | tee "$OUT/dpop-bearer.txt" >/dev/null
+go test -run '^$' -bench 'RefreshDPoP' -benchmem -count "$COUNT" ./server | tee "$OUT/dpop-server.txt" >/dev/null
+for f in client bearer server; do benchstat "$OUT/dpop-$f.txt"; done
+
 echo "== one rotation: SQLite vs PostgreSQL store; a refresh through the engine"
 go test -run '^$' -bench 'Exchange|EngineRefresh' -benchmem -count "$COUNT" ./store/sqlite ./store/postgres | tee "$OUT/store.txt" >/dev/null
 benchstat "$OUT/store.txt"

@@ -35,6 +35,7 @@ type Client struct {
 	locker Locker // cfg.Store as a Locker, or nil
 	log    *slog.Logger
 	hc     *http.Client
+	prover *prover // signs DPoP proofs; nil without Config.DPoP
 
 	// cur is the current token: read on every request without a lock,
 	// replaced only under mu.
@@ -85,6 +86,13 @@ func New(cfg Config) (*Client, error) {
 	}
 	if c.log == nil {
 		c.log = slog.New(slog.DiscardHandler)
+	}
+	if cfg.DPoP != nil {
+		p, err := newProver(cfg.DPoP, c.now)
+		if err != nil {
+			return nil, err
+		}
+		c.prover = p
 	}
 	c.locker, _ = cfg.Store.(Locker)
 	c.hc = &http.Client{Transport: c}

@@ -1,6 +1,7 @@
 package client
 
 import (
+	"crypto"
 	"log/slog"
 	"net/http"
 	"time"
@@ -16,6 +17,13 @@ type Config struct {
 	Store Store
 	// Base sends the requests; nil means http.DefaultTransport.
 	Base http.RoundTripper
+	// DPoP, when set, is the private key the Client proves possession of
+	// (RFC 9449): an ECDSA P-256 or Ed25519 crypto.Signer, from
+	// GenerateDPoPKey or FileStore.DPoPKey. Every refresh and every
+	// request carries a fresh proof signed with it, a session logged in
+	// with Client.Login is bound to it, and the tokens it gets are useless
+	// without it. Nil means bearer tokens.
+	DPoP crypto.Signer
 
 	// Now is the Client's clock, the one it schedules refreshes and
 	// measures the expiry of refreshed tokens on; nil means time.Now. The

@@ -125,7 +125,9 @@ func TestBearerRejected(t *testing.T) {
 		{[]string{`Bearer error="invalid_request"`}, false},
 		{[]string{`Basic realm="x"`}, false},
 		{[]string{`Basic realm="x"`, `Bearer error="invalid_token"`}, true},
-		{[]string{`DPoP error="invalid_token"`}, false},
+		{[]string{`DPoP error="invalid_token", algs="ES256 EdDSA"`}, true},
+		{[]string{`DPoP error="invalid_dpop_proof", algs="ES256 EdDSA"`}, false},
+		{[]string{`DPoP error="use_dpop_nonce"`}, false},
 	}
 	for _, tt := range tests {
 		h := http.Header{}

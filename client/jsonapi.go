@@ -78,7 +78,7 @@ func (r *JSONAPIRefresher) post(ctx context.Context, path string, body any) (*ht
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return send(r.o.hc, req)
+	return sendProved(r.o.hc, req)
 }
 
 func (r *JSONAPIRefresher) grant(ctx context.Context, path string, body any) (Grant, error) {
@@ -94,13 +94,14 @@ func (r *JSONAPIRefresher) grant(ctx context.Context, path string, body any) (Gr
 	if err := decode(resp, &g); err != nil {
 		return Grant{}, err
 	}
-	if g.TokenType != "" && !strings.EqualFold(g.TokenType, "Bearer") {
-		return Grant{}, fmt.Errorf("client: json api: unsupported tokenType %q", g.TokenType)
+	typ, err := grantType(ctx, g.TokenType)
+	if err != nil {
+		return Grant{}, fmt.Errorf("client: json api: %w", err)
 	}
 	return Grant{
 		AccessToken:      g.AccessToken,
 		RefreshToken:     g.RefreshToken,
-		TokenType:        "Bearer",
+		TokenType:        typ,
 		ExpiresIn:        time.Duration(g.ExpiresIn),
 		RefreshExpiresIn: time.Duration(g.RefreshExpiresIn),
 	}, nil

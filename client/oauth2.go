@@ -81,7 +81,7 @@ func (r *OAuth2Refresher) post(ctx context.Context, u string, v url.Values) (*ht
 	if r.o.clientSecret != "" {
 		req.SetBasicAuth(url.QueryEscape(r.clientID), url.QueryEscape(r.o.clientSecret))
 	}
-	return send(r.o.hc, req)
+	return sendProved(r.o.hc, req)
 }
 
 func (r *OAuth2Refresher) token(ctx context.Context, v url.Values) (Grant, error) {
@@ -106,13 +106,14 @@ func (r *OAuth2Refresher) token(ctx context.Context, v url.Values) (Grant, error
 	if body.Error != "" {
 		return Grant{}, retrieveError(resp)
 	}
-	if body.TokenType != "" && !strings.EqualFold(body.TokenType, "Bearer") {
-		return Grant{}, fmt.Errorf("client: oauth2: unsupported token_type %q", body.TokenType)
+	typ, err := grantType(ctx, body.TokenType)
+	if err != nil {
+		return Grant{}, fmt.Errorf("client: oauth2: %w", err)
 	}
 	return Grant{
 		AccessToken:  body.AccessToken,
 		RefreshToken: body.RefreshToken,
-		TokenType:    "Bearer",
+		TokenType:    typ,
 		ExpiresIn:    time.Duration(body.ExpiresIn),
 	}, nil
 }

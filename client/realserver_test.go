@@ -87,12 +87,17 @@ func newRealServer(t *testing.T, cfg server.Config) *realServer {
 	}
 	cfg.Store = st
 	cfg.Now = rs.clock.Now
+	hs := httptest.NewUnstartedServer(nil)
+	if cfg.Issuer == "" {
+		// DPoP proofs name the URL the client sent to: the proxy's.
+		cfg.Issuer = "http://" + hs.Listener.Addr().String()
+	}
 	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	rs.Server = srv
-	hs := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	hs.Config.Handler = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.URL.Path != "/api/auth/refresh" && r.URL.Path != "/oauth2/token" {
 			srv.ServeHTTP(w, r)
 			return
@@ -114,7 +119,8 @@ func newRealServer(t *testing.T, cfg server.Config) *realServer {
 		// The server commits the rotation; its answer is lost on the way.
 		srv.ServeHTTP(httptest.NewRecorder(), r)
 		panic(http.ErrAbortHandler)
-	}))
+	})
+	hs.Start()
 	t.Cleanup(hs.Close)
 	rs.URL = hs.URL
 	return rs

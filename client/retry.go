@@ -31,7 +31,7 @@ func (c *Client) retrying(ctx context.Context, refreshToken string) (Grant, time
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, attemptTimeout)
 		sent := c.now()
-		g, err := c.cfg.Refresher.Refresh(actx, refreshToken)
+		g, err := c.cfg.Refresher.Refresh(withProver(actx, c.prover), refreshToken)
 		cancel()
 		if err == nil && g.AccessToken == "" {
 			err = errors.New("client: token endpoint answered without an access token")

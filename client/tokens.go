@@ -15,6 +15,10 @@ type Tokens struct {
 	// clock. The zero time means it never expires (it is then only
 	// refreshed when a server answers 401).
 	Expiry time.Time `json:"expiry,omitzero"`
+	// TokenType is "DPoP" for an access token bound to the Client's DPoP
+	// key (RFC 9449), which is sent with a proof of it; "" or "Bearer" for
+	// a bearer token.
+	TokenType string `json:"token_type,omitempty"`
 }
 
 // IsZero reports whether t holds no token at all. Tokens with a refresh
@@ -58,7 +62,8 @@ type Grant struct {
 	// RefreshToken is the rotated refresh token; empty when the server did
 	// not rotate it (the old one stays in use).
 	RefreshToken string
-	// TokenType is "Bearer" (the only type this package sends).
+	// TokenType is "Bearer", or "DPoP" for an access token bound to the
+	// key the request proved (RFC 9449).
 	TokenType string
 	// ExpiresIn is the access token's lifetime as the server stated it;
 	// zero when the server did not say.
@@ -73,6 +78,9 @@ type Grant struct {
 // not matter). old is the refresh token kept when g carries none.
 func (g Grant) tokens(sent time.Time, old string) Tokens {
 	t := Tokens{AccessToken: g.AccessToken, RefreshToken: g.RefreshToken}
+	if g.TokenType == tokenTypeDPoP {
+		t.TokenType = tokenTypeDPoP
+	}
 	if t.RefreshToken == "" {
 		t.RefreshToken = old
 	}

@@ -25,5 +25,9 @@ func (s tokenSource) Token() (*oauth2.Token, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: "Bearer", Expiry: t.Expiry}, nil
+	typ := "Bearer"
+	if t.TokenType == tokenTypeDPoP {
+		typ = tokenTypeDPoP // usable only with a DPoP proof of the Client's key
+	}
+	return &oauth2.Token{AccessToken: t.AccessToken, TokenType: typ, Expiry: t.Expiry}, nil
 }

@@ -32,9 +32,7 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	if r2.Header == nil {
 		r2.Header = make(http.Header)
 	}
-	// The key is canonical already: skip Set's canonicalisation.
-	r2.Header["Authorization"] = []string{st.header}
-	resp, err := c.base.RoundTrip(r2)
+	resp, err := c.sendAuthorized(req, r2, st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
 	}
@@ -101,12 +99,11 @@ func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*h
 		if body != nil {
 			r3.Body = body
 		}
-		r3.Header.Set("Authorization", next.header)
 		c.replays.Add(1)
 		if h := c.cfg.Hooks.Replay; h != nil {
 			h()
 		}
-		resp, err = c.base.RoundTrip(r3)
+		resp, err = c.sendAuthorized(req, r3, next)
 		if err != nil || resp.StatusCode != http.StatusUnauthorized || replay == 1 || next.flight > started {
 			return resp, err
 		}
@@ -114,10 +111,11 @@ func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*h
 	}
 }
 
-// bearerRejected reports whether a 401 rejects the bearer token, so that a
-// new one may help: no challenge, or a Bearer challenge with no error or
-// error="invalid_token". Other challenges (Basic, insufficient_scope) are
-// passed through without a refresh.
+// bearerRejected reports whether a 401 rejects the access token, so that a
+// new one may help: no challenge, or a Bearer or DPoP challenge with no
+// error or error="invalid_token". Other challenges (Basic,
+// insufficient_scope, a DPoP proof refused) are passed through without a
+// refresh.
 func bearerRejected(h http.Header) bool {
 	chs := h.Values("Www-Authenticate")
 	if len(chs) == 0 {
@@ -125,7 +123,7 @@ func bearerRejected(h http.Header) bool {
 	}
 	for _, ch := range chs {
 		scheme, params, _ := strings.Cut(strings.TrimSpace(ch), " ")
-		if !strings.EqualFold(scheme, "Bearer") {
+		if !strings.EqualFold(scheme, "Bearer") && !strings.EqualFold(scheme, "DPoP") {
 			continue
 		}
 		i := strings.Index(params, "error=")

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/bearer"
@@ -53,7 +54,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	g, err := s.login(r, *req.Username, *req.Password, "")
+	jkt, err := s.loginProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -61,9 +67,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.writeGrant(w, g, req.Cookie)
 }
 
-// login authenticates and opens a session. Its errors are *apiError for the
-// client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password, clientID string) (session.Grant, error) {
+// login authenticates and opens a session, bound to the DPoP key jkt
+// unless it is empty. Its errors are *apiError for the client's mistakes
+// and others for internalError.
+func (s *Server) login(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
@@ -72,18 +79,24 @@ func (s *Server) login(r *http.Request, username, password, clientID string) (se
 	if len(password) > user.MaxPasswordLen {
 		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
 	}
-	u, err := s.authenticate(r, username, password)
+	id, err := s.authenticate(r, username, password, cl.ID)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.engine.Login(r.Context(), u.ID, clientID)
+	g, err := s.openSession(r, id, cl, scope, jkt)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	if err := s.afterLogin(r.Context(), u.ID, g); err != nil {
-		return session.Grant{}, err
+	if id.LiveClaims {
+		// A built-in user (UserTable): close the race with an operator
+		// disabling or deleting it.
+		if err := s.afterLogin(r.Context(), id.Subject, g); err != nil {
+			return session.Grant{}, err
+		}
+	} else if len(g.Evicted) > 0 {
+		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
 	}
-	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID)
+	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", jkt != "")
 	return g, nil
 }
 
@@ -111,7 +124,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	g, err := s.engine.Refresh(r.Context(), rt, "")
+	jkt, err := s.tokenProof(w, r)
+	if err != nil {
+		s.fail(w, r, err)
+		return
+	}
+	g, err := s.engine.RefreshBound(r.Context(), rt, "", jkt)
 	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
@@ -181,6 +199,11 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 		return
 	}
+	if scheme, _, _ := strings.Cut(r.Header.Get("Authorization"), " "); strings.EqualFold(scheme, "DPoP") {
+		// A DPoP-bound access token logs out only with a proof of its key.
+		s.requireBearer(http.HandlerFunc(s.logoutByAccessToken)).ServeHTTP(w, r)
+		return
+	}
 	raw, err := bearer.Parse(r.Header.Get("Authorization"))
 	if err != nil {
 		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
@@ -188,11 +211,24 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	}
 	// An expired or otherwise invalid access token has nothing to revoke
 	// that this server can trust: logout stays idempotent and answers 204.
-	if claims, err := s.verifier.Verify(r.Context(), raw); err == nil {
+	// So has a DPoP-bound token sent without its proof.
+	if claims, err := s.verifier.Verify(r.Context(), raw); err == nil && claims.KeyThumbprint == "" {
 		if err := s.engine.RevokeSession(r.Context(), claims.SessionID, "logout"); err != nil {
 			s.internalError(w, r, err)
 			return
 		}
+	}
+	s.metrics.logouts.Inc()
+	w.WriteHeader(http.StatusNoContent)
+}
+
+// logoutByAccessToken revokes the session of the access token that
+// requireBearer admitted.
+func (s *Server) logoutByAccessToken(w http.ResponseWriter, r *http.Request) {
+	c, _ := bearer.ClaimsFrom(r.Context())
+	if err := s.engine.RevokeSession(r.Context(), c.SessionID, "logout"); err != nil {
+		s.internalError(w, r, err)
+		return
 	}
 	s.metrics.logouts.Inc()
 	w.WriteHeader(http.StatusNoContent)
@@ -226,7 +262,7 @@ func (s *Server) writeGrant(w http.ResponseWriter, g session.Grant, cookie bool)
 	reply := tokenReply{
 		AccessToken:      g.AccessToken,
 		RefreshToken:     g.RefreshToken,
-		TokenType:        "Bearer",
+		TokenType:        tokenType(g.KeyThumbprint),
 		ExpiresIn:        secondsUntil(g.AccessExpiresAt, now),
 		RefreshExpiresIn: secondsUntil(g.RefreshExpiresAt, now),
 	}

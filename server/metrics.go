@@ -19,6 +19,7 @@ type metrics struct {
 	logins    *prometheus.CounterVec   // by outcome
 	logouts   prometheus.Counter       // sessions revoked by logout or revocation
 	bearer    *prometheus.CounterVec   // bearer checks by result
+	dpop      *prometheus.CounterVec   // DPoP proof checks by result
 	latency   *prometheus.HistogramVec // by route
 }
 
@@ -36,6 +37,9 @@ const (
 	// two holders presented its refresh tokens, by the label "reason":
 	// session.ReasonReused or session.ReasonSuperseded. Alert on it.
 	MetricTheftSignals = "silentrefresh_theft_signals_total"
+	// MetricDPoP counts the DPoP proofs of token endpoint requests by the
+	// label "result".
+	MetricDPoP = "silentrefresh_dpop_total"
 	// MetricBearer counts bearer token checks by the label "result".
 	MetricBearer = "silentrefresh_bearer_total"
 	// MetricRequestDuration is the latency of HTTP requests by "route".
@@ -59,11 +63,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		refreshes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricRefreshes,
-			Help: "Refresh-token exchanges by outcome: rotated, grace_replay, or the reason of a refusal (superseded, reused, expired, revoked, unknown, client_mismatch), or error.",
+			Help: "Refresh-token exchanges by outcome: rotated, grace_replay, or the reason of a refusal (superseded, reused, expired, revoked, unknown, client_mismatch, dpop_proof_missing, dpop_key_mismatch), or error.",
 		}, []string{LabelOutcome}),
 		theft: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricTheftSignals,
-			Help: "Refusals that revoked the session because a refresh token had two holders: reused (presented after the grace window) or superseded (presented inside it after its successor was used).",
+			Help: "Refusals that revoked the session because a refresh token had two holders: reused (presented after the grace window), superseded (presented inside it after its successor was used), dpop_proof_missing or dpop_key_mismatch (a DPoP-bound session's token presented without proof of its key).",
 		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricLogins,
@@ -77,6 +81,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: MetricBearer,
 			Help: "Bearer token checks by result: " + strings.Join(bearer.Results, ", ") + ".",
 		}, []string{"result"}),
+		dpop: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: MetricDPoP,
+			Help: "DPoP proofs at the token endpoints by result: " + strings.Join(dpopResults, ", ") + ". Protected requests count in " + MetricBearer + ".",
+		}, []string{"result"}),
 		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    MetricRequestDuration,
 			Help:    "Latency of HTTP requests by route.",
@@ -85,10 +93,11 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	}
 	for _, o := range []string{outcomeRotated, outcomeGraceReplay, outcomeError,
 		string(session.ReasonSuperseded), string(session.ReasonReused), string(session.ReasonExpired),
-		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch)} {
+		string(session.ReasonRevoked), string(session.ReasonUnknown), string(session.ReasonClientMismatch),
+		string(session.ReasonProofMissing), string(session.ReasonKeyMismatch)} {
 		m.refreshes.WithLabelValues(o)
 	}
-	for _, r := range []session.Reason{session.ReasonReused, session.ReasonSuperseded} {
+	for _, r := range []session.Reason{session.ReasonReused, session.ReasonSuperseded, session.ReasonProofMissing, session.ReasonKeyMismatch} {
 		m.theft.WithLabelValues(string(r))
 	}
 	for _, o := range loginOutcomes {
@@ -97,7 +106,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, o := range bearer.Results {
 		m.bearer.WithLabelValues(o)
 	}
-	reg.MustRegister(m.refreshes, m.theft, m.logins, m.logouts, m.bearer, m.latency)
+	for _, o := range dpopResults {
+		m.dpop.WithLabelValues(o)
+	}
+	reg.MustRegister(m.refreshes, m.theft, m.logins, m.logouts, m.bearer, m.dpop, m.latency)
 	return m
 }
 

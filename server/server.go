@@ -19,7 +19,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/bearer"
+	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
@@ -83,6 +85,15 @@ type Config struct {
 	// zero value means user.DefaultParams.
 	PasswordParams user.Params
 
+	// RequireDPoP refuses logins without a DPoP proof (RFC 9449). By
+	// default a login with a proof opens a session bound to the proof's
+	// key, and one without opens a bearer session.
+	RequireDPoP bool
+	// DPoPNonce makes every DPoP proof carry a nonce the server issued
+	// (RFC 9449 section 8), sent in the DPoP-Nonce header; a proof without
+	// the current nonce is answered use_dpop_nonce. Off by default.
+	DPoPNonce bool
+
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
 	RequestTimeout time.Duration
@@ -98,6 +109,18 @@ type Config struct {
 	// Assets, when set, is served for paths no API route matches: the
 	// browser client and demo page.
 	Assets http.Handler
+
+	// Authenticator checks logins (the JSON API's and the password
+	// grant's); nil means UserTable over Store, the built-in users.
+	Authenticator Authenticator
+	// TrustedIssuers may sign JWT bearer assertions (RFC 7523) that
+	// POST /oauth2/token and POST /api/auth/exchange turn into sessions;
+	// none turns the grant off.
+	TrustedIssuers []assertion.Issuer
+	// RegisteredClientsOnly refuses token requests from a client_id that
+	// is not registered (and requests without one); by default unregistered
+	// clients are public clients that need no registration.
+	RegisteredClientsOnly bool
 }
 
 // Server serves the HTTP API. Create one with New.
@@ -108,14 +131,22 @@ type Server struct {
 	issuer   *token.Issuer
 	keys     *token.StoreKeySet
 	verifier *token.Verifier
-	metrics  *metrics
-	log      *slog.Logger
-	mux      *http.ServeMux
-	limits   *loginLimiter
-	hashes   *hashGate
-	refusals *refusalLog
-	userTag  func(username string) string
-	handler  http.Handler
+	dpop     *dpop.Verifier
+	// requireBearer guards the protected endpoints: bearer.Require with
+	// the session check and DPoP.
+	requireBearer func(http.Handler) http.Handler
+	metrics       *metrics
+	log           *slog.Logger
+	mux           *http.ServeMux
+	limits        *loginLimiter
+	hashes        *hashGate
+	refusals      *refusalLog
+	userTag       func(username string) string
+	handler       http.Handler
+	// assertions validates JWT bearer assertions; nil without
+	// Config.TrustedIssuers.
+	assertions     *assertion.Validator
+	assertionTotal *prometheus.CounterVec
 	// adminHandler serves the admin listener; nil without AdminToken.
 	adminHandler http.Handler
 }
@@ -147,6 +178,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := loginDefaults(&cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = UserTable{Store: cfg.Store}
 	}
 	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
 		return nil, fmt.Errorf("server: the admin token is %d bytes, want at least %d", len(cfg.AdminToken), MinAdminTokenLen)
@@ -182,7 +216,12 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
+	dv, err := newDPoPVerifier(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	s := &Server{
+		dpop:     dv,
 		cfg:      cfg,
 		store:    cfg.Store,
 		engine:   engine,
@@ -195,6 +234,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hashes:   newHashGate(cfg.PasswordHashes, cfg.PasswordHashWait),
 		refusals: &refusalLog{log: cfg.Logger, every: refusalLogInterval},
 		userTag:  newUserTagger(),
+	}
+	s.assertionTotal = newAssertionMetric(cfg.Registry)
+	if s.assertions, err = newAssertionValidator(cfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
 	if cfg.AdminToken != "" {
@@ -303,6 +346,7 @@ func (s *Server) routes() {
 	s.mux = mux
 	requireBearer := bearer.Require(s.verifier,
 		bearer.WithSessionCheck(s),
+		bearer.WithDPoP(s.dpop, s.cfg.Issuer),
 		bearer.WithObserver(func(r string) { s.metrics.bearer.WithLabelValues(r).Inc() }),
 		bearer.WithErrorHandler(func(w http.ResponseWriter, _ *http.Request, err error) {
 			if !s.answerUnavailable(w, err) {
@@ -328,6 +372,7 @@ func (s *Server) routes() {
 			obs.Observe(time.Since(start).Seconds())
 		}))
 	}
+	s.requireBearer = requireBearer
 	handle("POST", "/api/auth/login", "login", http.HandlerFunc(s.handleLogin))
 	handle("POST", "/api/auth/refresh", "refresh", http.HandlerFunc(s.handleRefresh))
 	handle("POST", "/api/auth/logout", "logout", http.HandlerFunc(s.handleLogout))
@@ -335,6 +380,8 @@ func (s *Server) routes() {
 	handle("GET", "/api/me", "me", requireBearer(http.HandlerFunc(s.handleMe)))
 	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
+	handle("POST", "/oauth2/introspect", "introspect", http.HandlerFunc(s.handleIntrospect))
+	handle("POST", "/api/auth/exchange", "exchange", http.HandlerFunc(s.handleExchange))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
 	if s.cfg.AdminToken == "" { // else it is on the admin listener
@@ -428,10 +475,13 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        iss + "/oauth2/token",
 		"revocation_endpoint":                   iss + "/oauth2/revoke",
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"grant_types_supported":                 []string{"password", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
-		"revocation_endpoint_auth_methods_supported": []string{"none"},
-		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
+		"grant_types_supported":                 s.grantTypes(),
+		"token_endpoint_auth_methods_supported": clientAuthMethods,
+		"revocation_endpoint_auth_methods_supported":    clientAuthMethods,
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"introspection_endpoint_auth_methods_supported": clientAuthMethods[1:],
+		"access_token_signing_alg_values_supported":     []string{token.AlgEdDSA},
+		"dpop_signing_alg_values_supported":             s.dpop.Algorithms(),
 	})
 }
 

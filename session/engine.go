@@ -75,9 +75,13 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	Scope            string // the scope of AccessToken; "" for none
 	// Evicted are the sessions a login revoked to stay within
 	// Config.MaxSessionsPerUser; nil for a refresh.
 	Evicted []string
+	// KeyThumbprint is the jkt of the DPoP key the access token is bound
+	// to (its cnf claim), or "" for a bearer token.
+	KeyThumbprint string
 }
 
 // Reason says why a refresh was refused; it is the error_description of the
@@ -93,6 +97,13 @@ const (
 	ReasonReused     Reason = "reused"
 	// ReasonClientMismatch: the token was issued to another client_id.
 	ReasonClientMismatch Reason = "client_mismatch"
+	// ReasonProofMissing: the token of a family bound to a DPoP key was
+	// presented without proof of that key. It was stolen: the family is
+	// revoked.
+	ReasonProofMissing Reason = "dpop_proof_missing"
+	// ReasonKeyMismatch: the token of a family bound to a DPoP key was
+	// presented with proof of another key. The family is revoked.
+	ReasonKeyMismatch Reason = "dpop_key_mismatch"
 )
 
 // ErrInvalidGrant is matched (errors.Is) by every *GrantError.
@@ -110,8 +121,9 @@ type GrantError struct {
 	// for audit logs.
 	SessionID string
 	// Revoked is true when this refusal revoked the family (reuse after
-	// grace, or superseded inside it): a sign that the token was stolen,
-	// for the operator's audit log.
+	// grace, superseded inside it, or a DPoP-bound family's token without
+	// proof of its key): a sign that the token was stolen, for the
+	// operator's audit log.
 	Revoked bool
 }
 
@@ -180,13 +192,24 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens. A
-// login past Config.MaxSessionsPerUser revokes the subject's least recently
-// refreshed live sessions (Grant.Evicted).
+// Login opens a new family for subject and returns its first tokens. Its
+// tokens carry the subject's user claims (DefaultAttributes); LoginWith
+// sets scope and claims. A login past Config.MaxSessionsPerUser revokes the
+// subject's least recently refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
-	if subject == "" {
-		return Grant{}, errors.New("session: login needs a subject")
-	}
+	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes})
+}
+
+// LoginBound is Login for a client that proved possession of the DPoP key
+// whose RFC 7638 thumbprint is jkt: the family is bound to that key, its
+// access tokens carry it (cnf.jkt), and every refresh must prove the same
+// key (see RefreshBound). An empty jkt opens a bearer family, as Login.
+func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) (Grant, error) {
+	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes, KeyThumbprint: jkt})
+}
+
+func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
+	subject, clientID := l.Subject, l.ClientID
 	now := e.now()
 	rt, err := token.NewRefreshToken()
 	if err != nil {
@@ -198,6 +221,8 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 		ClientID:  clientID,
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
+
+		KeyThumbprint: l.KeyThumbprint,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
@@ -209,7 +234,12 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin)
+	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
+		return Grant{}, err
+	}
+	mint := mintAttrs(l.Attributes, l.SubjectClaims, "")
+	mint.jkt = l.KeyThumbprint
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, mint)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -219,14 +249,28 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 
 // Refresh exchanges a refresh token by the rules of DESIGN.md: rotate it,
 // answer the same successor again inside the grace window, or refuse with a
-// *GrantError. Two refusals revoke the whole family, since they mean that
+// *GrantError. Some refusals revoke the whole family, since they mean that
 // someone else holds a token of it (GrantError.Revoked): a consumed token
-// presented after the grace window (reused), and one presented inside it
-// after its successor was consumed too (superseded).
+// presented after the grace window (reused), one presented inside it after
+// its successor was consumed too (superseded), and a DPoP-bound family's
+// token presented without proof of its key (see RefreshBound). Refresh
+// presents no key.
 func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Grant, error) {
-	if refreshToken == "" {
-		return Grant{}, &GrantError{Reason: ReasonUnknown}
-	}
+	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID})
+}
+
+// RefreshBound is Refresh for a request that proved possession of the DPoP
+// key whose thumbprint is jkt ("" for none). The token of a family bound to
+// a key (LoginBound) must come with proof of that very key, grace replays
+// included; without one, or with another key, it was stolen: the family is
+// revoked and the refusal is ReasonProofMissing or ReasonKeyMismatch. A
+// bearer family stays a bearer family, but its new access token is bound to
+// the key proved, if any.
+func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt string) (Grant, error) {
+	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
+}
+
+func (e *Engine) refresh(ctx context.Context, refreshToken, clientID, jkt string, mint minted) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(refreshToken)
 	successor := token.SuccessorToken(e.secret, refreshToken)
@@ -246,6 +290,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 		case f.Revoked():
 			refusal = ReasonRevoked
 			return Change{}, nil
+		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
+			refusal, revoked = ReasonKeyMismatch, true
+			if jkt == "" {
+				refusal = ReasonProofMissing
+			}
+			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(refusal)}, nil
 		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
 			refusal = ReasonExpired
 			return Change{}, nil
@@ -301,7 +351,11 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome)
+	mint.jkt = fam.KeyThumbprint
+	if mint.jkt == "" {
+		mint.jkt = jkt
+	}
+	return e.grant(ctx, now, fam, successor, expires, outcome, mint)
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an
@@ -363,8 +417,10 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token.
-func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome) (Grant, error) {
+// grant mints the access token that goes with a refresh token, with what
+// m says besides the family: scope, claims, and the DPoP key it is bound
+// to unless m.jkt is empty.
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
 	if cid == "" {
@@ -376,6 +432,10 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		IssuedAt:  now,
 		ClientID:  cid,
 		SessionID: f.ID,
+		Scope:     m.scope,
+		Extra:     m.claims,
+
+		KeyThumbprint: m.jkt,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -388,6 +448,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
+		KeyThumbprint:    m.jkt,
+		Scope:            m.scope,
 	}, nil
 }
 

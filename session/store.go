@@ -18,6 +18,10 @@ type Family struct {
 	ClientID  string    // the OAuth2 client_id given at login, or ""
 	CreatedAt time.Time // login time
 	ExpiresAt time.Time // absolute expiry: no refresh after this instant
+	// KeyThumbprint is the RFC 7638 thumbprint (jkt) of the DPoP key the
+	// family is bound to (RFC 9449): every refresh must prove possession
+	// of that key. Empty for a bearer family.
+	KeyThumbprint string
 
 	// RevokedAt is the zero time while the family is live.
 	RevokedAt time.Time
@@ -109,6 +113,9 @@ type Store interface {
 	// none, it stores candidate and returns it. Concurrent callers, in one
 	// process or several, all get the same secret.
 	LoadOrStoreSecret(ctx context.Context, name string, candidate []byte) ([]byte, error)
+
+	// AttributeStore keeps the scope and claims of families.
+	AttributeStore
 
 	// DeleteExpired removes families whose absolute expiry is before the
 	// given instant, with their tokens, and returns how many families it

@@ -154,6 +154,13 @@ type payload struct {
 	ClientID string   `json:"client_id,omitempty"`
 	Sid      string   `json:"sid,omitempty"`
 	Scope    string   `json:"scope,omitempty"`
+	Cnf      *cnf     `json:"cnf,omitempty"`
+}
+
+// cnf is the confirmation claim of a DPoP-bound token (RFC 7800, RFC 9449
+// section 6.1).
+type cnf struct {
+	JKT string `json:"jkt"`
 }
 
 // Mint signs an access token with the claims c. It fills in the Issuer's
@@ -180,6 +187,9 @@ func (i *Issuer) Mint(ctx context.Context, c Claims) (string, error) {
 		Sid:      c.SessionID,
 		Scope:    c.Scope,
 	}
+	if c.KeyThumbprint != "" {
+		p.Cnf = &cnf{JKT: c.KeyThumbprint}
+	}
 	if p.Iss == "" {
 		p.Iss = i.issuer
 	}
@@ -204,6 +214,9 @@ func (i *Issuer) Mint(ctx context.Context, c Claims) (string, error) {
 	body, err := json.Marshal(&p)
 	if err != nil {
 		return "", fmt.Errorf("token: mint: encoding claims: %w", err)
+	}
+	if body, err = appendExtra(body, c.Extra); err != nil {
+		return "", fmt.Errorf("token: mint: %w", err)
 	}
 	enc := base64.RawURLEncoding
 	buf := make([]byte, 0, len(s.header)+enc.EncodedLen(len(body))+1+enc.EncodedLen(ed25519.SignatureSize))

@@ -118,6 +118,7 @@ type jwtClaims struct {
 	ClientID  string `json:"client_id,omitempty"`
 	SessionID string `json:"sid,omitempty"`
 	Scope     string `json:"scope,omitempty"`
+	Cnf       *cnf   `json:"cnf,omitempty"`
 }
 
 // Verify checks raw and returns its claims. It requires a JWS of at most
@@ -178,9 +179,16 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 		SessionID: jc.SessionID,
 		Scope:     jc.Scope,
 	}
+	if jc.Cnf != nil {
+		if jc.Cnf.JKT == "" {
+			return Claims{}, invalid("cnf claim without jkt")
+		}
+		c.KeyThumbprint = jc.Cnf.JKT
+	}
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
 	}
+	c.Extra = extraClaims(tok)
 	if v.cache != nil {
 		e := &cacheEntry{sum: sum, claims: c, kid: kid, key: key}
 		if jc.NotBefore != nil {

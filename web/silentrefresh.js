@@ -20,6 +20,7 @@
 
 const DEFAULT_PATHS = Object.freeze({
   login: '/api/auth/login',
+  exchange: '/api/auth/exchange',
   refresh: '/api/auth/refresh',
   logout: '/api/auth/logout',
   heartbeat: '/api/heartbeat',
@@ -829,11 +830,31 @@ export function createClient(options = {}) {
     if (oauth2) {
       throw new TypeError("silentrefresh: in oauth2 mode, sign in with your server's own flow and pass its tokens to setTokens");
     }
-    const body = { ...extra, username, password };
+    return signIn('login', { ...extra, username, password }, 'login');
+  }
+
+  /**
+   * Exchanges a JWT bearer assertion (RFC 7523) that the application's
+   * backend signed after its own sign-in for a session:
+   * POST /api/auth/exchange. Errors as login's; a refused assertion is
+   * LoginError 'invalid_grant'.
+   */
+  async function exchangeAssertion(assertion, extra = {}) {
+    if (oauth2) {
+      throw new TypeError('silentrefresh: in oauth2 mode, exchange the assertion at your token endpoint and pass its tokens to setTokens');
+    }
+    if (typeof assertion !== 'string' || !assertion) {
+      throw new TypeError('silentrefresh: exchange needs the assertion, a non-empty string');
+    }
+    return signIn('exchange', { ...extra, assertion }, 'login');
+  }
+
+  /** Posts a login or an exchange and begins the session it answers. */
+  async function signIn(name, body, source) {
     if (cookie) body.cookie = true;
     let res;
     try {
-      res = await getFetch()(endpoint('login'), jsonPost(body));
+      res = await getFetch()(endpoint(name), jsonPost(body));
     } catch (e) {
       throw new LoginError('network', { cause: e });
     }
@@ -845,7 +866,7 @@ export function createClient(options = {}) {
     }
     const s = stateFromGrant(wire.grant(data));
     if (!s) throw new LoginError('malformed_reply', { status: res.status });
-    return begin(s, 'login');
+    return begin(s, source);
   }
 
   /** Adopts a session begun elsewhere (another library's login, a server-side exchange). */
@@ -987,6 +1008,7 @@ export function createClient(options = {}) {
   const client = (input, init) => silentFetch(input, init);
   Object.assign(client, {
     login,
+    exchange: exchangeAssertion,
     logout,
     setTokens,
     /** The current tokens of this tab, or null. */

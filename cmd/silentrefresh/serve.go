@@ -30,6 +30,8 @@ type serveFlags struct {
 	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
 	cpuProfile                 string
+	requireDPoP, dpopNonce     bool
+	adopt                      adoptFlags
 }
 
 // stringList is a repeatable string flag.
@@ -88,9 +90,12 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
 	fs.DurationVar(&f.grace, "grace", session.DefaultGrace, "grace window in which a rotated refresh token is answered with the same successor (0 turns it off)")
 	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
+	fs.BoolVar(&f.requireDPoP, "require-dpop", false, "refuse logins without a DPoP proof (RFC 9449); by default a login with a proof binds its session to the client's key and one without opens a bearer session")
+	fs.BoolVar(&f.dpopNonce, "dpop-nonce", false, "make DPoP proofs carry a server nonce (RFC 9449 section 8, DPoP-Nonce header)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	f.adopt.register(fs)
 	var af adminFlags
 	af.register(fs)
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
@@ -148,7 +153,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if grace == 0 {
 		grace = -1 // --grace 0: no grace window at all
 	}
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		Store:          st,
 		Issuer:         f.issuer,
 		AccessTTL:      f.accessTTL,
@@ -156,13 +161,19 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		SessionTTL:     f.sessionTTL,
 		Grace:          grace,
 		AllowedOrigins: f.allowedOrigins,
+		RequireDPoP:    f.requireDPoP,
+		DPoPNonce:      f.dpopNonce,
 		TrustedProxies: f.trustedProxies,
 		Logger:         log,
 		Assets:         web.Handler(),
 
 		MaxSessionsPerUser: af.sessionCap(),
 		AdminToken:         adminToken,
-	})
+	}
+	if err := f.adopt.apply(&cfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}
@@ -175,7 +186,8 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	return serveUntilDone(ctx, ln, srv, log, f.shutdownTimeout, func() {
 		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", dsn.Redact(f.db),
-			"trusted_proxies", f.trustedProxies.String(), "access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace)
+			"trusted_proxies", f.trustedProxies.String(), "access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace,
+			"require_dpop", f.requireDPoP)
 		fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	})
 }

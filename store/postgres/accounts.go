@@ -171,9 +171,9 @@ func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first 
 	err := s.inSubjectTx(ctx, "create family", f.Subject, func(ctx context.Context, tx pgx.Tx) error {
 		victims = victims[:0]
 		if _, err := tx.Exec(ctx, `
-INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason)
-VALUES ($1, $2, $3, $4, $5, $6, $7)`,
-			f.ID, f.Subject, f.ClientID, f.CreatedAt, f.ExpiresAt, nullTime(f.RevokedAt), f.RevokeReason); err != nil {
+INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)`,
+			f.ID, f.Subject, f.ClientID, f.CreatedAt, f.ExpiresAt, nullTime(f.RevokedAt), f.RevokeReason, f.KeyThumbprint); err != nil {
 			return err
 		}
 		if _, err := tx.Exec(ctx, `

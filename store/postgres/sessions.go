@@ -17,8 +17,8 @@ import (
 func (s *Store) CreateFamily(ctx context.Context, f session.Family, first session.RefreshToken) error {
 	const q = `
 WITH f AS (
-	INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason)
-	VALUES ($1, $2, $3, $4, $5, $6, $7)
+	INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $14)
 	RETURNING id
 )
 INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
@@ -26,7 +26,8 @@ SELECT $8, f.id, $9, $10, $11, $12, $13 FROM f`
 	return s.do(ctx, "create family", false, func(ctx context.Context) error {
 		_, err := s.pool.Exec(ctx, q,
 			f.ID, f.Subject, f.ClientID, f.CreatedAt, f.ExpiresAt, nullTime(f.RevokedAt), f.RevokeReason,
-			first.Hash, first.Generation, first.IssuedAt, first.ExpiresAt, nullTime(first.ConsumedAt), nullBytes(first.SuccessorHash))
+			first.Hash, first.Generation, first.IssuedAt, first.ExpiresAt, nullTime(first.ConsumedAt), nullBytes(first.SuccessorHash),
+			f.KeyThumbprint)
 		return err
 	})
 }
@@ -160,7 +161,7 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 	return s.enqueue(ctx, tokenHash, decide)
 }
 
-const familyColumns = `id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason`
+const familyColumns = `id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt`
 
 const (
 	lockFamilySQL = `SELECT ` + familyColumns + ` FROM families
@@ -338,7 +339,7 @@ func rollback(ctx context.Context, conn *pgx.Conn) error {
 func scanFamily(row pgx.Row) (session.Family, error) {
 	var f session.Family
 	var revoked pgtype.Timestamptz
-	err := row.Scan(&f.ID, &f.Subject, &f.ClientID, &f.CreatedAt, &f.ExpiresAt, &revoked, &f.RevokeReason)
+	err := row.Scan(&f.ID, &f.Subject, &f.ClientID, &f.CreatedAt, &f.ExpiresAt, &revoked, &f.RevokeReason, &f.KeyThumbprint)
 	f.CreatedAt, f.ExpiresAt, f.RevokedAt = f.CreatedAt.UTC(), f.ExpiresAt.UTC(), fromNull(revoked)
 	return f, err
 }

@@ -173,7 +173,7 @@ func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first 
 	defer tx.Rollback()
 	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
 		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-		micros(f.RevokedAt), f.RevokeReason,
+		micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
 	); err != nil {
 		return nil, wrap("create family", err)
 	}

@@ -5,8 +5,8 @@ package sqlite
 
 const (
 	qInsertFamily = `
-		INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason)
-		VALUES (?, ?, ?, ?, ?, ?, ?)`
+		INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`
 
 	qInsertToken = `
 		INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
@@ -15,7 +15,7 @@ const (
 	// qChain reads a token, its family and its successor in one statement.
 	qChain = `
 		SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
-		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason,
+		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason, f.jkt,
 		       s.hash, s.generation, s.issued_at, s.expires_at, s.consumed_at, s.successor_hash
 		FROM refresh_tokens t
 		JOIN families f ON f.id = t.family_id
@@ -37,7 +37,7 @@ const (
 		WHERE id = ?`
 
 	qFamily = `
-		SELECT subject, client_id, created_at, expires_at, revoked_at, revoke_reason
+		SELECT subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt
 		FROM families WHERE id = ?`
 
 	qFamilyTokens = `

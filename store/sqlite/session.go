@@ -29,7 +29,7 @@ func (s *Store) CreateFamily(ctx context.Context, f session.Family, first sessio
 	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *batchTx) (error, error) {
 		if _, err := tx.exec(ctx, qInsertFamily,
 			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-			micros(f.RevokedAt), f.RevokeReason,
+			micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
 		); err != nil {
 			return nil, wrap("create family", err)
 		}
@@ -96,7 +96,7 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 	)
 	err = tx.queryRow(ctx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
-		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason,
+		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason, &c.Family.KeyThumbprint,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -188,7 +188,7 @@ func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	// in WAL mode waits for no lock: it runs without the caller's
 	// cancellation, which would cost the driver a goroutine and a
 	// progress handler per call (this is the per-request session check).
-	err := s.rs.queryRow(context.WithoutCancel(ctx), nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason)
+	err := s.rs.queryRow(context.WithoutCancel(ctx), nil, qFamily, id).Scan(&f.Subject, &f.ClientID, &created, &exp, &revoked, &f.RevokeReason, &f.KeyThumbprint)
 	if errors.Is(err, sql.ErrNoRows) {
 		return session.Family{}, fmt.Errorf("sqlite: family: %w", session.ErrNotFound)
 	}

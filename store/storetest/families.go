@@ -22,6 +22,7 @@ func testFamilyRoundTrip(t *testing.T, s *suite) {
 		{"client and zone", session.Family{ID: "fam-a", Subject: "alice", ClientID: "web", CreatedAt: T0, ExpiresAt: T0.Add(720 * time.Hour)}},
 		{"no client", session.Family{ID: "fam-b", Subject: "bob", CreatedAt: T0.Add(time.Microsecond), ExpiresAt: T0.Add(time.Hour + time.Microsecond)}},
 		{"unicode", session.Family{ID: "fam-ü", Subject: "zoë ✓", ClientID: "cli", CreatedAt: T0.UTC(), ExpiresAt: T0.Add(time.Second)}},
+		{"bound to a DPoP key", session.Family{ID: "fam-dpop", Subject: "carol", CreatedAt: T0, ExpiresAt: T0.Add(time.Hour), KeyThumbprint: "NzbLsXh8uDCcd-6MNwXF4W_7noWXFZAfHkxZsRGC9Xs"}},
 		{"pre-1970", session.Family{ID: "fam-old", Subject: "s", CreatedAt: time.Date(1969, 7, 20, 20, 17, 40, 1000, time.UTC), ExpiresAt: T0}},
 	}
 	for i, tc := range tests {

@@ -82,7 +82,8 @@ func equalFamily(t *testing.T, got, want session.Family) {
 	checkTime(t, "Family.CreatedAt", got.CreatedAt, want.CreatedAt)
 	checkTime(t, "Family.ExpiresAt", got.ExpiresAt, want.ExpiresAt)
 	checkTime(t, "Family.RevokedAt", got.RevokedAt, want.RevokedAt)
-	if got.ID != want.ID || got.Subject != want.Subject || got.ClientID != want.ClientID || got.RevokeReason != want.RevokeReason {
+	if got.ID != want.ID || got.Subject != want.Subject || got.ClientID != want.ClientID || got.RevokeReason != want.RevokeReason ||
+		got.KeyThumbprint != want.KeyThumbprint {
 		t.Errorf("family = %+v, want %+v", got, want)
 	}
 }
