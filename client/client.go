@@ -93,7 +93,7 @@ func New(cfg Config) (*Client, error) {
 		return nil, fmt.Errorf("client: load tokens: %w", err)
 	}
 	c.stored = t
-	c.cur.Store(c.newState(t, 1, c.now()))
+	c.publish(c.newState(t, 1, c.now()))
 	if cfg.HeartbeatURL != "" {
 		c.hbDone = make(chan struct{})
 		go c.heartbeat()
@@ -126,9 +126,9 @@ func (c *Client) Refresh(ctx context.Context) (Tokens, error) {
 // current ones have expired.
 func (c *Client) Token(ctx context.Context) (Tokens, error) {
 	st := c.cur.Load()
-	if now := c.now(); !now.Before(st.refreshAt) {
+	if c.due(st) {
 		var err error
-		if st, err = c.slow(ctx, st, now); err != nil {
+		if st, err = c.slow(ctx, st, c.now()); err != nil {
 			return Tokens{}, err
 		}
 	}
@@ -177,7 +177,7 @@ func (c *Client) replace(ctx context.Context, t Tokens, persist func(context.Con
 	if t.IsZero() {
 		st.err = fmt.Errorf("%w: logged out", ErrReauthRequired)
 	}
-	c.cur.Store(st)
+	c.publish(st)
 	c.mu.Unlock()
 	if c.cfg.OnTokenChange != nil {
 		c.cfg.OnTokenChange(t)

@@ -107,20 +107,18 @@ func (c *Client) run(ctx context.Context, f *flight, from *state, trig Trigger) 
 			// server refuse the token they replace.
 			st.flight = f.seq
 		}
-		c.cur.Store(st)
+		c.publish(st)
 		notify = true
 	case res.outcome == OutcomeReauthRequired:
 		st = &state{gen: from.gen + 1, err: err}
-		c.cur.Store(st)
+		c.publish(st)
 		notify = true
 	default:
 		// Keep the session. While the token is valid, requests keep using
 		// it; the next background attempt waits a little.
 		if from.usable(now) {
-			cooled := *from
-			cooled.refreshAt = now.Add(min(5*time.Second, from.expireAt.Sub(now)/2))
-			if cooled.refreshAt.After(from.refreshAt) {
-				c.cur.Store(&cooled)
+			if at := now.Add(min(5*time.Second, from.expireAt.Sub(now)/2)); at.After(from.refreshAt) {
+				c.publish(from.rescheduled(at))
 			}
 		}
 	}

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -191,6 +192,60 @@ func FuzzDecodeGrant(f *testing.F) {
 		var g jsonGrant
 		if json.Unmarshal([]byte(s), &g) == nil && (g.ExpiresIn < 0 || g.RefreshExpiresIn < 0) {
 			t.Fatalf("negative lifetime from %q", s)
+		}
+	})
+}
+
+// Requests read no clock until nearLead before the refresh is due: a timer
+// of the real clock says when. A state that is due at once (no tokens, an
+// expired token) is near from the start, and an injected clock, which no
+// timer follows, is read on every request.
+func TestNear(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		c := &Client{cfg: Config{Jitter: -1}, now: time.Now}
+		now := time.Now()
+		st := c.newState(Tokens{AccessToken: "a", Expiry: now.Add(10 * time.Minute)}, 1, now)
+		c.publish(st)
+		if st.near.Load() || c.due(st) {
+			t.Fatal("a fresh token is near")
+		}
+		time.Sleep(st.refreshAt.Sub(now) - nearLead - time.Nanosecond)
+		synctest.Wait()
+		if st.near.Load() {
+			t.Fatal("near before nearLead")
+		}
+		time.Sleep(time.Nanosecond)
+		synctest.Wait()
+		if !st.near.Load() || c.due(st) {
+			t.Fatalf("at refreshAt − nearLead: near %v, due %v; want near, not due", st.near.Load(), c.due(st))
+		}
+		time.Sleep(nearLead)
+		if !c.due(st) {
+			t.Fatal("not due at refreshAt")
+		}
+
+		for name, tok := range map[string]Tokens{
+			"no tokens":          {},
+			"refresh token only": {RefreshToken: "r"},
+			"expired":            {AccessToken: "a", Expiry: time.Now().Add(-time.Second)},
+		} {
+			st := c.newState(tok, 2, time.Now())
+			c.publish(st)
+			if !c.due(st) {
+				t.Errorf("%s: not due at once", name)
+			}
+		}
+		never := c.newState(Tokens{AccessToken: "a"}, 3, time.Now())
+		c.publish(never)
+		if never.near.Load() || never.timer != nil {
+			t.Error("a token without expiry is near or has a timer")
+		}
+
+		fake := &Client{cfg: Config{Now: time.Now}, now: time.Now}
+		st = fake.newState(Tokens{AccessToken: "a", Expiry: time.Now().Add(time.Hour)}, 1, time.Now())
+		fake.publish(st)
+		if !st.near.Load() || st.timer != nil {
+			t.Error("with an injected clock the state is not near from the start")
 		}
 	})
 }

@@ -53,6 +53,7 @@ func TestSessionOverRule(t *testing.T) {
 		want    want          //
 		code    string        // permanent: the *RetrieveError's ErrorCode
 		status  int           // permanent: its StatusCode
+		failure string        // permanent: "" a *RetrieveError, "network" a sent *NetworkError, "reply" any other error
 		tries   int           // refresh requests that reach the proxy
 		gap     time.Duration // refreshed: the least pause before the retry
 	}{
@@ -76,6 +77,13 @@ func TestSessionOverRule(t *testing.T) {
 		{name: "canned 401 with an empty body", api: "json", trigger: expired, setup: canned(cannedReply{status: 401}), want: permanent, status: 401, tries: 1},
 		{name: "real 401 invalid_client (a secret the server refuses)", api: "oauth2", secret: "not-registered", trigger: expired, want: permanent, code: "invalid_client", status: 401, tries: 1},
 		{name: "401 to a request, then invalid_request", api: "json", trigger: rejected, setup: canned(oauthErr(400, "invalid_request")), want: permanent, code: "invalid_request", status: 400, tries: 1},
+		{name: "canned 200 that is not a token reply", api: "json", trigger: expired, setup: canned(cannedReply{status: 200, body: "<html>welcome</html>"}), want: permanent, failure: "reply", tries: 1},
+		{name: "canned 200 without an access token", api: "oauth2", trigger: expired, setup: canned(cannedReply{status: 200, header: http.Header{"Content-Type": {"application/json"}}, body: `{"token_type":"Bearer"}`}), want: permanent, failure: "reply", tries: 1},
+
+		// Temporary failures that do not clear up: given up, tokens kept.
+		{name: "canned 503 four times: 3 retries, then given up", api: "json", trigger: expired, setup: canned(cannedReply{status: 503}, cannedReply{status: 503}, cannedReply{status: 503}, cannedReply{status: 503}), want: permanent, status: 503, tries: 4},
+		{name: "canned 429 asking for more than the refresh's budget", api: "oauth2", trigger: expired, setup: canned(cannedReply{status: 429, header: http.Header{"Retry-After": {"120"}}}), want: permanent, status: 429, tries: 1},
+		{name: "sent, answer lost twice: given up", api: "json", trigger: expired, setup: dropAnswers(2), want: permanent, failure: "network", tries: 2},
 
 		// Temporary failures: retried.
 		{name: "canned 429 with Retry-After", api: "json", trigger: expired, setup: canned(cannedReply{status: 429, header: http.Header{"Retry-After": {"1"}}}), want: refreshed, tries: 2, gap: time.Second},
@@ -204,10 +212,21 @@ func TestSessionOverRule(t *testing.T) {
 				}
 			case permanent:
 				for i, err := range errs {
-					var re *client.RetrieveError
+					var (
+						re *client.RetrieveError
+						ne *client.NetworkError
+					)
 					switch {
 					case errors.Is(err, client.ErrReauthRequired) || errors.Is(err, client.ErrInvalidGrant):
 						t.Errorf("request %d: %v ends the session", i, err)
+					case tt.failure == "reply":
+						if err == nil {
+							t.Errorf("request %d succeeded", i)
+						}
+					case tt.failure == "network":
+						if !errors.As(err, &ne) || !ne.Sent {
+							t.Errorf("request %d: %v, want a *NetworkError of a sent request", i, err)
+						}
 					case !errors.As(err, &re):
 						t.Errorf("request %d: %v, want a *RetrieveError", i, err)
 					case re.ErrorCode != tt.code || re.StatusCode != tt.status:

@@ -3,6 +3,7 @@ package client
 import (
 	"fmt"
 	"math/rand/v2"
+	"sync/atomic"
 	"time"
 )
 
@@ -25,6 +26,53 @@ type state struct {
 	// from another Client sharing the Store, whose refresh may be older
 	// than a rejection this Client saw.
 	flight uint64
+
+	// near is set once requests must read the clock: from nearLead before
+	// refreshAt on, by a timer of the real clock, so that requests before
+	// it read no clock at all. With an injected Config.Now (which no timer
+	// follows) it is set from the start.
+	near atomic.Bool
+	// timer sets near; nil when near was set at once or is never set.
+	// Written before the state is published, stopped when it is replaced.
+	timer *time.Timer
+}
+
+// nearLead is how long before refreshAt requests start reading the clock.
+// It only needs to exceed how late a timer's function may run.
+const nearLead = time.Second
+
+// due reports whether a request at this moment must take the slow path:
+// refreshAt has come.
+func (c *Client) due(st *state) bool {
+	return st.near.Load() && !c.now().Before(st.refreshAt)
+}
+
+// publish makes st the current state, arming its timer; c.mu is held, or
+// c is not shared yet.
+func (c *Client) publish(st *state) {
+	if old := c.cur.Load(); old != nil && old.timer != nil {
+		old.timer.Stop()
+	}
+	switch {
+	case c.cfg.Now != nil:
+		st.near.Store(true)
+	case st.refreshAt.Equal(never):
+		// No expiry: only a 401 refreshes.
+	default:
+		// (Until saturates for the zero refreshAt of no tokens: compare,
+		// do not subtract first.)
+		if d := time.Until(st.refreshAt); d > nearLead {
+			st.timer = time.AfterFunc(d-nearLead, func() { st.near.Store(true) })
+		} else {
+			st.near.Store(true)
+		}
+	}
+	c.cur.Store(st)
+}
+
+// rescheduled returns a copy of s whose background refresh starts at t.
+func (s *state) rescheduled(t time.Time) *state {
+	return &state{tok: s.tok, gen: s.gen, header: s.header, refreshAt: t, expireAt: s.expireAt, err: s.err, flight: s.flight}
 }
 
 func (s *state) usable(now time.Time) bool { return s.err == nil && now.Before(s.expireAt) }

@@ -21,9 +21,9 @@ func (c *Client) RoundTrip(req *http.Request) (*http.Response, error) {
 
 func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 	st := c.cur.Load()
-	if now := c.now(); !now.Before(st.refreshAt) {
+	if c.due(st) {
 		var err error
-		if st, err = c.slow(req.Context(), st, now); err != nil {
+		if st, err = c.slow(req.Context(), st, c.now()); err != nil {
 			closeBody(req)
 			return nil, err
 		}

@@ -2,10 +2,12 @@ package server
 
 import (
 	"net/http/httptest"
+	"net/netip"
 	"testing"
 )
 
 func TestClientAddr(t *testing.T) {
+	s := &Server{}
 	for remote, want := range map[string]string{
 		"192.0.2.7:51234":   "192.0.2.7",
 		"[2001:db8::1]:443": "2001:db8::1",
@@ -18,8 +20,49 @@ func TestClientAddr(t *testing.T) {
 	} {
 		r := httptest.NewRequest("GET", "/", nil)
 		r.RemoteAddr = remote
-		if got := clientAddr(r); got != want {
+		if got := s.clientAddr(r); got != want {
 			t.Errorf("clientAddr(%q) = %q, want %q", remote, got, want)
 		}
+	}
+}
+
+// TestClientAddrBehindTrustedProxies: forwarding headers count only when a
+// trusted proxy sent them, and then only the hops it and other trusted
+// proxies vouch for.
+func TestClientAddrBehindTrustedProxies(t *testing.T) {
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{
+		netip.MustParsePrefix("10.0.0.0/8"), netip.MustParsePrefix("2001:db8:f::/48"),
+	}}}
+	for _, tc := range []struct {
+		name, remote string
+		header       []string
+		want         string
+	}{
+		{"untrusted peer spoofing X-Forwarded-For", "203.0.113.9:5000", []string{"X-Forwarded-For", "198.51.100.1"}, "203.0.113.9"},
+		{"untrusted peer spoofing Forwarded", "203.0.113.9:5000", []string{"Forwarded", "for=198.51.100.1"}, "203.0.113.9"},
+		{"untrusted IPv6 peer", "[2001:db8:e::1]:443", []string{"X-Forwarded-For", "198.51.100.1"}, "2001:db8:e::1"},
+		{"trusted proxy, one hop", "10.0.0.2:80", []string{"X-Forwarded-For", "198.51.100.1"}, "198.51.100.1"},
+		{"client prepends a spoofed hop", "10.0.0.2:80", []string{"X-Forwarded-For", "1.2.3.4, 198.51.100.1"}, "198.51.100.1"},
+		{"two trusted proxies", "10.0.0.2:80", []string{"X-Forwarded-For", "1.2.3.4, 198.51.100.1, 10.9.9.9"}, "198.51.100.1"},
+		{"headers on two lines", "10.0.0.2:80", []string{"X-Forwarded-For", "1.2.3.4", "X-Forwarded-For", "198.51.100.1"}, "198.51.100.1"},
+		{"trusted proxy without a header", "10.0.0.2:80", nil, "10.0.0.2"},
+		{"only trusted hops", "10.0.0.2:80", []string{"X-Forwarded-For", "10.1.1.1"}, "10.1.1.1"},
+		{"garbage hop", "10.0.0.2:80", []string{"X-Forwarded-For", "1.2.3.4, not-an-ip"}, "10.0.0.2"},
+		{"IPv6 trusted proxy, Forwarded", "[2001:db8:f::1]:443", []string{"Forwarded", `for=1.2.3.4, for="[2001:db8:cafe::17]:4711";proto=https`}, "2001:db8:cafe::17"},
+		{"Forwarded wins over X-Forwarded-For", "10.0.0.2:80", []string{"Forwarded", "for=198.51.100.2", "X-Forwarded-For", "198.51.100.1"}, "198.51.100.2"},
+		{"Forwarded element without for", "10.0.0.2:80", []string{"Forwarded", "for=1.2.3.4, proto=https"}, "10.0.0.2"},
+		{"IPv4 hop with a port", "10.0.0.2:80", []string{"Forwarded", `for="198.51.100.3:1234"`}, "198.51.100.3"},
+		{"IPv4-mapped trusted peer", "[::ffff:10.0.0.2]:80", []string{"X-Forwarded-For", "198.51.100.1"}, "198.51.100.1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/", nil)
+			r.RemoteAddr = tc.remote
+			for i := 0; i+1 < len(tc.header); i += 2 {
+				r.Header.Add(tc.header[i], tc.header[i+1])
+			}
+			if got := s.clientAddr(r); got != tc.want {
+				t.Errorf("clientAddr = %q, want %q", got, tc.want)
+			}
+		})
 	}
 }

@@ -67,6 +67,11 @@ func (s *Server) login(r *http.Request, username, password, clientID string) (se
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
+	// Before the limits: an oversized password is a malformed request,
+	// not a guess, and is never hashed.
+	if len(password) > user.MaxPasswordLen {
+		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
+	}
 	u, err := s.authenticate(r, username, password)
 	if err != nil {
 		return session.Grant{}, err

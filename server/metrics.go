@@ -67,7 +67,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"reason"}),
 		logins: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: MetricLogins,
-			Help: "Password logins by outcome: success, invalid_credentials, rate_limited, error.",
+			Help: "Password logins by outcome: " + strings.Join(loginOutcomes, ", ") + ".",
 		}, []string{LabelOutcome}),
 		logouts: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: MetricLogouts,
@@ -91,7 +91,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	for _, r := range []session.Reason{session.ReasonReused, session.ReasonSuperseded} {
 		m.theft.WithLabelValues(string(r))
 	}
-	for _, o := range []string{"success", "invalid_credentials", "rate_limited", "error"} {
+	for _, o := range loginOutcomes {
 		m.logins.WithLabelValues(o)
 	}
 	for _, o := range bearer.Results {
@@ -111,13 +111,13 @@ func (s *Server) observeRefresh(r *http.Request, g session.Grant, err error) {
 	case err == nil:
 		s.metrics.refreshes.WithLabelValues(string(g.Outcome)).Inc()
 		if g.Outcome == session.OutcomeGraceReplay {
-			s.log.Info("refresh grace replay", "sid", g.Family.ID, "client", clientAddr(r))
+			s.log.Info("refresh grace replay", "sid", g.Family.ID, "client", s.clientAddr(r))
 		}
 	case errors.As(err, &ge):
 		s.metrics.refreshes.WithLabelValues(string(ge.Reason)).Inc()
 		if ge.Revoked {
 			s.metrics.theft.WithLabelValues(string(ge.Reason)).Inc()
-			s.log.Warn("refresh refused: session revoked", "sid", ge.SessionID, "client", clientAddr(r), "reason", string(ge.Reason))
+			s.log.Warn("refresh refused: session revoked", "sid", ge.SessionID, "client", s.clientAddr(r), "reason", string(ge.Reason))
 		}
 	default:
 		s.metrics.refreshes.WithLabelValues(outcomeError).Inc()

@@ -11,8 +11,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -23,7 +23,6 @@ import (
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/token"
-	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // Config configures a Server. Store is required; every other field has a
@@ -44,10 +43,31 @@ type Config struct {
 	// cookie-mode requests are accepted, e.g. "https://app.example.com".
 	AllowedOrigins []string
 
-	// LoginLimit bounds failed logins per username and per client address.
-	// Zero: 10 failures, then one per 6 s, per username; 100 failures, then
-	// 10 per second, per address.
+	// LoginLimit bounds failed logins per username, from any address.
+	// Zero: 10 failures, then one per 6 s.
 	LoginLimit LoginLimit
+	// LoginLimitPerClient bounds failed logins per username from one
+	// client address, tighter than LoginLimit, so that one noisy address
+	// locks itself out long before it locks the user out for everyone.
+	// Zero: half LoginLimit's burst (at least 1), then one per twice its
+	// interval.
+	LoginLimitPerClient LoginLimit
+	// LoginLimitPerAddress bounds failed logins per client address, for
+	// any username. Zero: ten times LoginLimit's burst, then sixty times
+	// its rate (100, then 10 per second, by default).
+	LoginLimitPerAddress LoginLimit
+	// TrustedProxies are the reverse proxies whose Forwarded and
+	// X-Forwarded-For headers say who the client is (see clientAddr);
+	// the headers of any other peer are ignored. Nil trusts none.
+	TrustedProxies []netip.Prefix
+
+	// PasswordHashes bounds the password hashes computed at once; a login
+	// that cannot have one in time is answered 503 temporarily_unavailable
+	// with Retry-After before any hashing. Zero: runtime.GOMAXPROCS(0).
+	PasswordHashes int
+	// PasswordHashWait is the longest a login waits for a hash slot.
+	// Zero: 1s.
+	PasswordHashWait time.Duration
 
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.
@@ -77,8 +97,10 @@ type Server struct {
 	metrics  *metrics
 	log      *slog.Logger
 	mux      *http.ServeMux
-	byUser   *failureLimiter
-	byAddr   *failureLimiter
+	limits   *loginLimiter
+	hashes   *hashGate
+	refusals *refusalLog
+	userTag  func(username string) string
 	handler  http.Handler
 }
 
@@ -107,11 +129,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	if cfg.Registry == nil {
 		cfg.Registry = newRegistry()
 	}
-	if cfg.LoginLimit == (LoginLimit{}) {
-		cfg.LoginLimit = LoginLimit{Burst: 10, Every: 6 * time.Second}
-	}
-	if cfg.LoginLimit.Burst < 1 || cfg.LoginLimit.Every <= 0 {
-		return nil, fmt.Errorf("server: login limit %+v must have a positive burst and interval", cfg.LoginLimit)
+	if err := loginDefaults(&cfg); err != nil {
+		return nil, err
 	}
 	if err := token.EnsureSigningKey(ctx, cfg.Store, cfg.Now()); err != nil {
 		return nil, fmt.Errorf("server: signing key: %w", err)
@@ -148,8 +167,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		verifier: verifier,
 		metrics:  newMetrics(cfg.Registry),
 		log:      cfg.Logger,
-		byUser:   newFailureLimiter(cfg.LoginLimit, cfg.Now),
-		byAddr:   newFailureLimiter(LoginLimit{Burst: cfg.LoginLimit.Burst * 10, Every: cfg.LoginLimit.Every / 60}, cfg.Now),
+		limits:   newLoginLimiter(cfg.LoginLimit, cfg.LoginLimitPerClient, cfg.LoginLimitPerAddress, cfg.Now),
+		hashes:   newHashGate(cfg.PasswordHashes, cfg.PasswordHashWait),
+		refusals: &refusalLog{log: cfg.Logger, every: refusalLogInterval},
+		userTag:  newUserTagger(),
 	}
 	s.routes()
 	return s, nil
@@ -435,43 +456,4 @@ func (s *Server) logRequests(next http.Handler) http.Handler {
 		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", sw.status,
 			"duration", time.Since(start), "remote", r.RemoteAddr)
 	})
-}
-
-// authenticate checks a username and password against the store and the
-// failed-login limits. It returns the user, an *apiError to answer, or
-// another error for internalError.
-func (s *Server) authenticate(r *http.Request, username, password string) (user.User, error) {
-	addr := clientAddr(r)
-	if d := max(s.byUser.retryAfter("u:"+username), s.byAddr.retryAfter("a:"+addr)); d > 0 {
-		s.metrics.logins.WithLabelValues("rate_limited").Inc()
-		s.log.Warn("login rate limited", "username", username, "remote", addr)
-		return user.User{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
-			Description: "too many failed logins; retry later", RetryAfter: seconds(d)}
-	}
-	u, err := user.Authenticate(r.Context(), s.store, username, password)
-	switch {
-	case errors.Is(err, user.ErrInvalidCredentials):
-		s.byUser.fail("u:" + username)
-		s.byAddr.fail("a:" + addr)
-		s.metrics.logins.WithLabelValues("invalid_credentials").Inc()
-		s.log.Info("login failed", "username", username, "remote", addr)
-		return user.User{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
-			Description: "unknown username or wrong password"}
-	case err != nil:
-		s.metrics.logins.WithLabelValues("error").Inc()
-		return user.User{}, err
-	}
-	s.metrics.logins.WithLabelValues("success").Inc()
-	return u, nil
-}
-
-// clientAddr is the host of the request's remote address, without the
-// port or an IPv6 address's brackets. A RemoteAddr without a port (as some
-// listeners and tests give) is the host itself.
-func clientAddr(r *http.Request) string {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return strings.Trim(r.RemoteAddr, "[]")
-	}
-	return host
 }

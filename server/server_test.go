@@ -388,7 +388,10 @@ func TestWrongPasswordAndUnknownUserLookAlike(t *testing.T) {
 }
 
 func TestFailedLoginsAreRateLimited(t *testing.T) {
-	e := newEnv(t, func(c *server.Config) { c.LoginLimit = server.LoginLimit{Burst: 3, Every: time.Minute} })
+	e := newEnv(t, func(c *server.Config) {
+		c.LoginLimit = server.LoginLimit{Burst: 3, Every: time.Minute}
+		c.LoginLimitPerClient = c.LoginLimit
+	})
 	for i := range 3 {
 		if r := e.postJSON("/api/auth/login", map[string]string{"username": testUser, "password": "nope"}); r.status != 401 {
 			t.Fatalf("attempt %d: %d", i, r.status)

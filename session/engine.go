@@ -242,7 +242,10 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 				IssuedAt:   now,
 				ExpiresAt:  expires,
 			}
-			return Change{Consume: next, ConsumedAt: now}, nil
+			// The grace window counts from the decision, not from the
+			// request's arrival: time spent waiting for the writer must
+			// not eat into the window of the client's retry.
+			return Change{Consume: next, ConsumedAt: e.now()}, nil
 		case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
 			s := c.Successor
 			if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {

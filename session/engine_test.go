@@ -336,3 +336,50 @@ func TestLogoutAndRevokeAreIdempotent(t *testing.T) {
 		t.Fatalf("family = %+v, %v; want the first revocation kept", fam, err)
 	}
 }
+
+// slowWriter is a store whose Exchange waits for the writer (here: the
+// clock moves on) before it reads the chain, as a busy single-writer
+// database does.
+type slowWriter struct {
+	session.Store
+	clock *clock.Fake
+	wait  time.Duration
+}
+
+func (s *slowWriter) Exchange(ctx context.Context, hash []byte, decide func(session.Chain) (session.Change, error)) error {
+	s.clock.Advance(s.wait)
+	return s.Store.Exchange(ctx, hash, decide)
+}
+
+// The grace window counts from the rotation's commit, not from the moment
+// its request arrived: a rotation that waited 3 s for the writer and whose
+// answer was lost is answered again to the client's immediate retry, with
+// a 2 s grace window.
+func TestGraceCountsFromTheRotation(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 2 * time.Second})
+	slow := &slowWriter{Store: f.store, clock: f.clock, wait: 3 * time.Second}
+	e, err := session.NewEngine(ctx, slow, token.NewIssuer(f.store, "https://issuer.test", []string{"api"}), session.Config{
+		AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 2 * time.Second, Now: f.clock.Now,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g, err := e.Login(ctx, "alice", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first, err := e.Refresh(ctx, g.RefreshToken, "") // its answer is lost
+	if err != nil {
+		t.Fatal(err)
+	}
+	slow.wait = 0
+	f.clock.Advance(100 * time.Millisecond)
+	again, err := e.Refresh(ctx, g.RefreshToken, "")
+	if err != nil {
+		t.Fatalf("the retry 100ms after the rotation committed: %v, want a grace replay", err)
+	}
+	if again.RefreshToken != first.RefreshToken {
+		t.Error("the grace replay answered another successor")
+	}
+}

@@ -99,16 +99,22 @@ var (
 
 // Authenticate looks up username and checks password. An unknown user and
 // a wrong password both return ErrInvalidCredentials, after the same
-// amount of hashing work, so the answer does not tell which it was.
+// amount of hashing work, so the answer does not tell which it was. It
+// hashes nothing once ctx has ended, and returns ctx's error instead.
+// Hashing takes tens of MiB and a core for tens of milliseconds: callers
+// serving many requests bound how many run at once.
 func Authenticate(ctx context.Context, st Store, username, password string) (User, error) {
-	dummyOnce.Do(func() { dummyHash, _ = HashPassword("not a real password") })
 	u, err := st.UserByName(ctx, username)
+	if err != nil && !errors.Is(err, ErrNotFound) {
+		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
+	}
+	if cerr := ctx.Err(); cerr != nil {
+		return User{}, fmt.Errorf("user: authenticate: %w", cerr)
+	}
 	if errors.Is(err, ErrNotFound) {
+		dummyOnce.Do(func() { dummyHash, _ = HashPassword("not a real password") })
 		_, _ = VerifyPassword(dummyHash, password)
 		return User{}, ErrInvalidCredentials
-	}
-	if err != nil {
-		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
 	}
 	ok, err := VerifyPassword(u.PasswordHash, password)
 	if err != nil {

@@ -309,6 +309,11 @@ function wire() {
     log('Signed out');
     showLogin('You signed out.');
   });
+  $('logout-all').addEventListener('click', async () => {
+    const told = await client.logout({ everywhere: true });
+    log(told ? 'Signed out on every device' : 'Signed out here; the server was not reached', told ? '' : 'bad');
+    showLogin(told ? 'You signed out on every device.' : 'You signed out here.');
+  });
   $('heartbeat').checked = pref('heartbeat', 'off') === 'on';
   $('heartbeat').addEventListener('change', () => {
     setPref('heartbeat', $('heartbeat').checked ? 'on' : 'off');

@@ -43,6 +43,13 @@ export interface ClientOptions {
    * access token.
    */
   mode?: 'bearer' | 'cookie';
+  /**
+   * Refresh against any OAuth2 server instead of the JSON API: the standard
+   * refresh_token grant (RFC 6749 section 6, form-encoded, snake_case
+   * reply), and RFC 7009 revocation on logout. Begin the session with
+   * setTokens (after your server's own login flow). Not with mode 'cookie'.
+   */
+  oauth2?: OAuth2Options;
   /** Names the session: storage key, lock and channel are "silentrefresh:<key>". Default "default". */
   key?: string;
   /**
@@ -89,6 +96,31 @@ export interface ClientOptions {
   window?: Pick<Window, 'addEventListener' | 'removeEventListener'> | null;
   /** The clock, in ms since the epoch. Default Date.now. */
   now?: () => number;
+}
+
+/** Where and as whom an OAuth2 server is asked for tokens. */
+export interface OAuth2Options {
+  /** The token endpoint, absolute or relative to the page. Required. */
+  tokenEndpoint: string;
+  /** The public client's client_id, sent with every call. */
+  clientId?: string;
+  /** RFC 7009 revocation endpoint; without it logout() forgets the tokens here only and resolves false. */
+  revocationEndpoint?: string;
+  /** Sent as scope with each refresh (a server may narrow to it). */
+  scope?: string;
+}
+
+/** A session begun elsewhere, for setTokens. */
+export interface TokensInput {
+  accessToken: string;
+  /** Absent: the session ends (onReauthRequired) when the access token goes stale. Not in cookie mode. */
+  refreshToken?: string;
+  /** Seconds from now; must be positive. */
+  expiresIn: number;
+  /** Seconds until the refresh token idles out, if known. */
+  refreshExpiresIn?: number;
+  /** Default "Bearer". */
+  tokenType?: string;
 }
 
 /** The tokens of the current session, as this tab sees them. */
@@ -142,9 +174,9 @@ export interface RefreshEvent {
 export interface ClientEvents {
   request: RequestEvent;
   refresh: RefreshEvent;
-  tokens: { tokens: Tokens; source: 'login' | 'refresh' | 'peer' | 'store' };
+  tokens: { tokens: Tokens; source: 'login' | 'set' | 'refresh' | 'peer' | 'store' };
   reauth: { reason: string };
-  logout: Record<string, never>;
+  logout: { everywhere: boolean };
   peer: { type: 'tokens' | 'ended'; reason?: string };
   heartbeat: { phase: 'start' | 'end'; at: number; status?: number; active?: boolean; error?: string };
 }
@@ -152,10 +184,22 @@ export interface ClientEvents {
 /** A fetch-compatible function that keeps its tokens fresh, plus session methods. */
 export interface SilentRefreshClient {
   (input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
-  /** Logs in; in cookie mode asks the server for the refresh-token cookie. */
+  /** Logs in; in cookie mode asks the server for the refresh-token cookie. Rejects with a TypeError in oauth2 mode (use setTokens). */
   login(username: string, password: string, extra?: Record<string, unknown>): Promise<Tokens>;
-  /** Forgets the tokens here and in every tab, and revokes the session. Resolves false if the server was not reached. */
-  logout(): Promise<boolean>;
+  /**
+   * Adopts a session begun elsewhere (another library's login, a
+   * server-side exchange): stores the tokens, tells every tab, and keeps
+   * them fresh from then on. Rejects with a TypeError for malformed tokens,
+   * leaving the current session as it was.
+   */
+  setTokens(tokens: TokensInput): Promise<Tokens>;
+  /**
+   * Forgets the tokens here and in every tab, and revokes the session (in
+   * oauth2 mode by RFC 7009). everywhere: true revokes every session of the
+   * user (JSON API `{"all": true}`; a TypeError in oauth2 mode). Resolves
+   * false if the server was not reached or not told.
+   */
+  logout(options?: { everywhere?: boolean }): Promise<boolean>;
   /** This tab's tokens, or null. */
   tokens(): Tokens | null;
   /** Loads the tokens; in cookie mode without tokens, tries the cookie. Null when there is no session; never calls onReauthRequired for that. */
@@ -171,7 +215,16 @@ export interface SilentRefreshClient {
   /** Stops listening to other tabs, events and timers. */
   close(): void;
   /** The options in force. */
-  readonly info: Readonly<{ mode: 'bearer' | 'cookie'; key: string; baseUrl: string; crossTab: boolean; heartbeat: number; tabId: string }>;
+  readonly info: Readonly<{
+    mode: 'bearer' | 'cookie';
+    key: string;
+    baseUrl: string;
+    crossTab: boolean;
+    heartbeat: number;
+    tabId: string;
+    /** The oauth2 option with its endpoints resolved, or null for the JSON API. */
+    oauth2: Readonly<Required<OAuth2Options>> | null;
+  }>;
 }
 
 /** Creates a client. */

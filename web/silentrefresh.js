@@ -11,6 +11,11 @@
 // event is the fallback). When the session is over, every waiting request
 // rejects with ReauthRequiredError and onReauthRequired runs once.
 //
+// It speaks the seed's JSON API (bearer or cookie mode), or with the oauth2
+// option any RFC 6749 token endpoint; setTokens adopts a session begun
+// elsewhere. When a session is over and when a token is stale is one rule
+// for this client and the Go client: docs/API.md.
+//
 // No dependencies, no build step: import it as an ES module.
 
 const DEFAULT_PATHS = Object.freeze({
@@ -223,6 +228,12 @@ async function readBody(res) {
 
 const FORM = 'application/x-www-form-urlencoded';
 
+// What a token and an auth scheme may be made of: visible ASCII (RFC 6750's
+// b64token and more), so that no reply can smuggle a space or a line break
+// into an Authorization header; and an RFC 9110 token.
+const TOKEN_CHARS = /^[\x21-\x7e]{1,16384}$/;
+const SCHEME_CHARS = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+
 // ---------------------------------------------------------------------------
 // Wire formats: how a refresh and a logout are asked for, and how a token
 // reply reads. Both produce a grant {accessToken, tokenType, expiresIn,
@@ -430,7 +441,8 @@ export function createClient(options = {}) {
 
   /** The state for a grant received now, or null if the grant is malformed. */
   function stateFromGrant(g) {
-    if (!g || typeof g.accessToken !== 'string' || !g.accessToken) return null;
+    if (!g || typeof g.accessToken !== 'string' || !TOKEN_CHARS.test(g.accessToken)) return null;
+    if (g.tokenType != null && (typeof g.tokenType !== 'string' || !SCHEME_CHARS.test(g.tokenType))) return null;
     const secs = (v) => (v == null || v === '' ? null : Number(v));
     const expiresIn = secs(g.expiresIn);
     const refreshExpiresIn = secs(g.refreshExpiresIn);
@@ -511,14 +523,16 @@ export function createClient(options = {}) {
       // Tokens this tab wrote before it heard of the end are dead: drop them.
       if (!shared || (s && s.accessToken === current.accessToken)) await clearStore();
       emit('peer', { type: 'ended', reason: msg.reason });
-      endSession(msg.reason || 'logout', false);
+      endSession(msg.reason || 'logout', false, typeof msg.description === 'string' ? msg.description : '');
     }
   }
 
   async function withLock(fn, opts = {}) {
     if (!crossTab || !locks || typeof locks.request !== 'function') return fn(true);
     if (opts.ifAvailable) return locks.request(lockName, { ifAvailable: true }, (lock) => fn(lock != null));
-    const signal = timeoutSignal(refreshTimeout * 2);
+    // Another tab's refresh may hold the lock for its whole budget (twice
+    // refreshTimeout) plus the one call begun just before that ran out.
+    const signal = timeoutSignal(refreshTimeout * 3 + 1000);
     try {
       return await locks.request(lockName, signal ? { signal } : {}, () => fn(true));
     } catch (e) {
@@ -544,7 +558,7 @@ export function createClient(options = {}) {
     loaded = true;
     if (wipe) {
       Promise.resolve(clearStore()).catch(() => {});
-      announce({ type: 'ended', reason });
+      announce({ type: 'ended', reason, description });
     }
     if (had || !notified) emit('reauth', { reason });
     if (!notified) {
@@ -801,8 +815,8 @@ export function createClient(options = {}) {
 
   /** Makes s the session of every tab: a login, or tokens from elsewhere. */
   async function begin(s, source) {
-    gen++;
     await withLock(async () => {
+      gen++; // under the lock: a refresh holding it finishes (and is overwritten) first
       await writeStore(s);
       adopt(s, source);
       notified = false;

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -24,6 +25,7 @@ type serveFlags struct {
 	accessTTL, refreshTTL      time.Duration
 	sessionTTL, grace          time.Duration
 	allowedOrigins             stringList
+	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
 }
 
@@ -41,6 +43,36 @@ func (l *stringList) Set(v string) error {
 	return nil
 }
 
+// prefixList is a repeatable flag of network prefixes; a bare address is
+// the prefix of that address alone.
+type prefixList []netip.Prefix
+
+func (l *prefixList) String() string {
+	s := make([]string, len(*l))
+	for i, p := range *l {
+		s[i] = p.String()
+	}
+	return strings.Join(s, ",")
+}
+
+func (l *prefixList) Set(v string) error {
+	for _, s := range strings.Split(v, ",") {
+		if s = strings.TrimSpace(s); s == "" {
+			continue
+		}
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return fmt.Errorf("%q is neither a CIDR prefix (10.0.0.0/8) nor an address", s)
+			}
+			p = netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen())
+		}
+		*l = append(*l, p.Masked())
+	}
+	return nil
+}
+
 func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io.Writer) error {
 	var f serveFlags
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
@@ -53,6 +85,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.DurationVar(&f.sessionTTL, "session-ttl", session.DefaultSessionTTL, "session absolute lifetime")
 	fs.DurationVar(&f.grace, "grace", session.DefaultGrace, "grace window in which a rotated refresh token is answered with the same successor (0 turns it off)")
 	fs.Var(&f.allowedOrigins, "allowed-origin", "another origin whose pages may call the API (CORS) and use cookie mode, e.g. https://app.example.com (repeatable)")
+	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
 	fs.Usage = func() {
@@ -102,6 +135,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		SessionTTL:     f.sessionTTL,
 		Grace:          grace,
 		AllowedOrigins: f.allowedOrigins,
+		TrustedProxies: f.trustedProxies,
 		Logger:         log,
 		Assets:         web.Handler(),
 	})
@@ -110,7 +144,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	return serveUntilDone(ctx, ln, srv, log, f.shutdownTimeout, func() {
 		log.Info("silentrefresh serving", "addr", ln.Addr().String(), "issuer", f.issuer, "db", dsn.Redact(f.db),
-			"access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace)
+			"trusted_proxies", f.trustedProxies.String(), "access_ttl", f.accessTTL, "refresh_ttl", f.refreshTTL, "session_ttl", f.sessionTTL, "grace", f.grace)
 		fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
 	})
 }

@@ -116,7 +116,7 @@ export class FakeServer {
     this.revoked = false;
     this.cookie = null; // the cookie jar of the fake browser
     this.calls = { login: 0, refresh: 0, logout: 0, me: 0, heartbeat: 0, revoke: 0 };
-    this.log = []; // every request: {path, auth, body, credentials}
+    this.log = []; // every request: {path, origin, auth, body, type, credentials}
     this.refreshGate = null; // a promise the refresh handler waits for
     this.refreshStatus = 0; // a forced status for refresh replies
     this.fetch = this.fetch.bind(this);
@@ -167,7 +167,14 @@ export class FakeServer {
     const form = (req.headers.get('Content-Type') || '').startsWith('application/x-www-form-urlencoded');
     const body = !text ? null : form ? Object.fromEntries(new URLSearchParams(text)) : JSON.parse(text);
     const auth = req.headers.get('Authorization');
-    this.log.push({ path: url.pathname, origin: url.origin, auth, body, credentials: init?.credentials ?? req.credentials });
+    this.log.push({
+      path: url.pathname,
+      origin: url.origin,
+      auth,
+      body,
+      type: req.headers.get('Content-Type'),
+      credentials: init?.credentials ?? req.credentials,
+    });
     const json = (status, v, headers = {}) =>
       new Response(v == null ? null : JSON.stringify(v), {
         status,

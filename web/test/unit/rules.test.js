@@ -73,6 +73,7 @@ const SESSION_RULE = [
   { name: '403 invalid_origin (cookie check)', script: [json(403, { error: 'invalid_origin' })], outcome: 'permanent', code: 'invalid_origin', status: 403, calls: 1 },
   { name: '404', script: [json(404, { error: 'not_found' })], outcome: 'permanent', code: 'not_found', status: 404, calls: 1 },
   { name: '200 that is not a token reply', script: [json(200, { hello: 'world' })], outcome: 'permanent', status: 200, calls: 1 },
+  { name: '200 whose token would break the Authorization header', script: [json(200, { accessToken: 'a\r\nb', access_token: 'a\r\nb', expiresIn: 30, expires_in: 30 })], outcome: 'permanent', status: 200, calls: 1 },
   // 429, 5xx and network errors are temporary: retried with backoff.
   { name: '503 then ok', script: down(1), outcome: 'ok', calls: 2, delays: [[100, 200]] },
   { name: '503 four times: three retries, then given up', script: down(4), outcome: 'temporary', status: 503, calls: 4, delays: [[100, 200], [200, 400], [400, 800]] },
