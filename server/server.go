@@ -67,6 +67,8 @@ type Config struct {
 	// PasswordHashes bounds the password hashes computed at once; a login
 	// that cannot have one in time is answered 503 temporarily_unavailable
 	// with Retry-After before any hashing. Zero: runtime.GOMAXPROCS(0).
+	// One less leaves a core to the other requests during a login flood,
+	// at the cost of login throughput (see docs/BENCHMARKS.md).
 	PasswordHashes int
 	// PasswordHashWait is the longest a login waits for a hash slot.
 	// Zero: 1s.

@@ -222,7 +222,7 @@ func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
 
-		KeyThumbprint: jkt,
+		KeyThumbprint: l.KeyThumbprint,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
