@@ -11,7 +11,7 @@ import (
 )
 
 // maxLoginAttempts bounds how often a login refused for overload is tried.
-const maxLoginAttempts = 8
+const maxLoginAttempts = 20
 
 // loginOverloaded reports whether err is a server's "too busy, retry
 // shortly": a 503 (the login was refused before any password was checked,

@@ -7,6 +7,10 @@
 #      browser tests in real headless Chromium (installed from Debian's
 #      "chromium" package when missing and the script runs as root).
 #
+# The examples' resource servers run under Node (npm ci of their own) and
+# Debian's python3 with python3-jwt and python3-cryptography, installed
+# like Chromium when missing.
+#
 # Usage: scripts/test.sh            everything
 #        scripts/test.sh go         only the Go tests (PostgreSQL included)
 #        scripts/test.sh web        only the browser client's tests
@@ -23,7 +27,29 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# need installs the Debian packages named that are missing, when the script
+# runs as root with apt-get (a fresh CI machine); otherwise it says what to
+# install and fails.
+need() {
+	local missing=()
+	for p in "$@"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+	done
+	[ ${#missing[@]} -eq 0 ] && return 0
+	if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+		echo "== installing Debian's ${missing[*]}"
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null \
+			|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q "${missing[@]}" >/dev/null; }
+	else
+		echo "test.sh: missing Debian packages: ${missing[*]} (apt-get install ${missing[*]})" >&2
+		exit 1
+	fi
+}
+
 run_go() {
+	# The Python resource server of examples/ runs on Debian's python3 with
+	# PyJWT and cryptography.
+	need python3-jwt python3-cryptography
 	echo "== go vet"
 	go vet ./...
 	echo "== starting a throwaway PostgreSQL"
@@ -33,16 +59,7 @@ run_go() {
 }
 
 run_web() {
-	if [ ! -x /usr/bin/chromium ]; then
-		if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-			echo "== installing Debian's chromium for the browser tests"
-			DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null \
-				|| { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium >/dev/null; }
-		else
-			echo "test.sh: /usr/bin/chromium is missing; install Debian's chromium package (apt-get install chromium)" >&2
-			exit 1
-		fi
-	fi
+	[ -x /usr/bin/chromium ] || need chromium
 	echo "== browser client tests"
 	scripts/test-web.sh
 }

@@ -260,6 +260,9 @@ func TestSessionCapConcurrent(t *testing.T) {
 	e := newEnv(t, func(c *server.Config) {
 		c.MaxSessionsPerUser = 4
 		c.LoginLimit = server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+		// The logins all wait for a hash slot: this test is about the
+		// cap, not about overload (TestHashesInFlightAreBounded).
+		c.PasswordHashWait = time.Minute
 	})
 	const n = 24
 	var wg sync.WaitGroup
@@ -294,6 +297,7 @@ func TestDisableRacesLogins(t *testing.T) {
 	for round := range 5 {
 		e := newEnv(t, func(c *server.Config) {
 			c.LoginLimit = server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+			c.PasswordHashWait = time.Minute // about the race, not overload
 		})
 		const n = 16
 		var wg sync.WaitGroup
