@@ -45,9 +45,9 @@ type Identity struct {
 	// Claims go into every access token of the session (see package
 	// claims for the names that are reserved and the size bound).
 	Claims claims.Set
-	// LiveClaims makes the session read the built-in user claims of
-	// Subject at every refresh instead of keeping Claims; UserTable sets
-	// it.
+	// LiveClaims makes the session carry the built-in user claims of
+	// Subject, read at login and again at every refresh, instead of
+	// Claims; UserTable sets it.
 	LiveClaims bool
 }
 
@@ -66,8 +66,10 @@ type UserStore interface {
 }
 
 // UserTable is the Authenticator of the built-in users (`silentrefresh user
-// add`), with argon2id passwords and per-user claims (`silentrefresh user
-// claims`), which reach a session's tokens at its next refresh.
+// add`), with argon2id passwords. Its identities have LiveClaims: the
+// per-user claims (`silentrefresh user claims`) are read by the server when
+// the session opens and at every refresh, so a change reaches a session's
+// tokens at its next refresh.
 type UserTable struct {
 	Store UserStore
 }
@@ -81,9 +83,5 @@ func (u UserTable) Authenticate(ctx context.Context, req LoginRequest) (Identity
 	if err != nil {
 		return Identity{}, err
 	}
-	c, err := u.Store.UserClaims(ctx, usr.ID)
-	if err != nil {
-		return Identity{}, fmt.Errorf("server: claims of %q: %w", req.Username, err)
-	}
-	return Identity{Subject: usr.ID, Claims: c, LiveClaims: true}, nil
+	return Identity{Subject: usr.ID, LiveClaims: true}, nil
 }

@@ -154,7 +154,13 @@ func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope, jkt
 		Scope: scope, LiveClaims: id.LiveClaims, ConfidentialClient: cl.Authenticated,
 	}}
 	if id.LiveClaims {
-		l.SubjectClaims = id.Claims
+		// Read here, not in the Authenticator: the hash slot it runs in
+		// is for hashing.
+		c, err := s.store.UserClaims(r.Context(), id.Subject)
+		if err != nil {
+			return session.Grant{}, fmt.Errorf("server: claims of %s: %w", id.Subject, err)
+		}
+		l.SubjectClaims = claims.Merge(c, id.Claims)
 	} else {
 		l.Claims = id.Claims
 	}
