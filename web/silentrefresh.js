@@ -13,7 +13,8 @@
 //
 // It speaks the seed's JSON API (bearer or cookie mode), or with the oauth2
 // option any RFC 6749 token endpoint; setTokens adopts a session begun
-// elsewhere. When a session is over and when a token is stale is one rule
+// elsewhere. With the dpop option the session is bound to a non-extractable
+// key kept in IndexedDB (RFC 9449), and every call carries a proof of it. When a session is over and when a token is stale is one rule
 // for this client and the Go client: docs/API.md.
 //
 // No dependencies, no build step: import it as an ES module.
@@ -34,7 +35,8 @@ const DEFAULT_PATHS = Object.freeze({
 export class ReauthRequiredError extends Error {
   /**
    * @param {string} reason why: "unknown", "revoked", "expired", "superseded",
-   *   "reused", "invalid_grant", "no_session", "no_refresh_token", "logout"
+   *   "reused", "invalid_grant", "no_session", "no_refresh_token",
+   *   "no_dpop_key", "logout"
    * @param {{cause?: unknown, description?: string}} [options]
    */
   constructor(reason, options = {}) {
@@ -1294,7 +1296,8 @@ export function createClient(options = {}) {
         return view(await refresh(s));
       } catch (e) {
         if (isReauthRequired(e)) return null;
-        // Cookie mode with nothing here: the server's 400 says it saw no cookie.
+        // Cookie mode with nothing here: a server before the 401 for a
+        // missing cookie answers 400 for it.
         if (!s && cookie && e instanceof RefreshError && e.status === 400) return null;
         throw e;
       }
