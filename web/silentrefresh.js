@@ -1008,8 +1008,15 @@ export function createClient(options = {}) {
   /** Sends req with the credentials of s: a DPoP-bound token goes with a fresh proof of its key. */
   async function send(req, s) {
     if (prover && isDPoP(s)) {
-      const rec = await prover.key(s.jkt ?? null);
-      if (!rec) throw endSession('no_dpop_key', false);
+      let rec = await prover.key(s.jkt ?? null);
+      if (!rec) {
+        // Another tab may have begun a new session (a new key) meanwhile:
+        // go on with it. Otherwise the key is gone, and with it the session.
+        const again = await readStore();
+        rec = again && again.accessToken !== s.accessToken && isDPoP(again) ? await prover.key(again.jkt ?? null) : null;
+        if (!rec) throw endSession('no_dpop_key', !again || again.accessToken === s.accessToken);
+        s = adopt(again, 'store');
+      }
       req.headers.set('Authorization', `DPoP ${s.accessToken}`);
       req.headers.set('DPoP', await prover.proof(rec, req.method, req.url, s.accessToken));
       const res = await getFetch()(req);

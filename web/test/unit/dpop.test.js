@@ -189,10 +189,7 @@ describe('DPoP proofs', () => {
       assert.equal(p.claims.htu, `${BASE}/api/me`, 'no query, no fragment, no dot segments');
       assert.deepEqual(p.header.jwk, login.header.jwk);
     }
-    assert.deepEqual(
-      reqs.map((p) => p.claims.htm),
-      ['GET', 'POST', 'GET'],
-    );
+    assert.deepEqual(reqs.map((p) => p.claims.htm).sort(), ['GET', 'GET', 'POST']);
     assert.equal(new Set(server.proofs.map((p) => p.claims.jti)).size, 4, 'a new jti every time');
   });
 
@@ -305,7 +302,6 @@ describe('DPoP nonces', () => {
 
   it('a nonce refused again is not retried a second time', async (t) => {
     const server = new DPoPServer();
-    const c = tab(t, server, clock());
     // A server whose every answer asks for a new nonce.
     let n = 0;
     const fetch = async (input, init) => {
@@ -316,7 +312,6 @@ describe('DPoP nonces', () => {
     await assert.rejects(c2.login('alice', 'pw'), (e) => e instanceof LoginError && e.code === 'use_dpop_nonce');
     assert.equal(server.answers.length, 2, 'the call and one retry');
     assert.equal(c2.tokens(), null);
-    void c;
   });
 });
 
@@ -375,6 +370,56 @@ describe('the key and the session', () => {
     await assert.rejects(b(`${BASE}/api/me`), (e) => isReauthRequired(e) && e.reason === 'no_dpop_key');
     assert.equal(server.inner.calls.refresh, 0, 'no refresh without a proof, which would look like theft');
     assert.equal(b.reauth.length, 1);
+  });
+
+  it('a request on a bound session whose key is gone ends it in every tab, and sends nothing', async (t) => {
+    const server = new DPoPServer();
+    const clk = clock();
+    const keyStore = memoryKeyStore();
+    const storage = new MemoryStorage();
+    const a = tab(t, server, clk, { keyStore, storage });
+    await a.login('alice', 'pw');
+    a.close();
+    keyStore.m.clear();
+    const b = tab(t, server, clk, { keyStore, storage });
+    const calls = server.inner.log.length;
+    await assert.rejects(b(`${BASE}/api/me`), (e) => isReauthRequired(e) && e.reason === 'no_dpop_key');
+    assert.equal(server.inner.log.length, calls, 'no request went out');
+    assert.equal(storage.getItem('silentrefresh:default'), null, 'the tokens are gone too');
+  });
+
+  it('a tab whose tokens are older than the stored key takes the newer session', async (t) => {
+    const server = new DPoPServer();
+    const clk = clock();
+    const keyStore = memoryKeyStore();
+    const storage = new MemoryStorage();
+    const a = tab(t, server, clk, { keyStore, storage });
+    await a.login('alice', 'pw');
+    const b = tab(t, server, clk, { keyStore, storage });
+    await b.restore(); // b holds the first session, and has not read its key yet
+    clk.advance(1);
+    await a.login('alice', 'pw'); // a new session, a new key, b not told (no channel)
+    const res = await b(`${BASE}/api/me`);
+    assert.equal(res.status, 200);
+    assert.equal(b.tokens().jkt, a.tokens().jkt);
+    assert.deepEqual(b.reauth, []);
+  });
+
+  it('a proof the token endpoint refuses (invalid_dpop_proof) keeps the session', async (t) => {
+    const server = new DPoPServer();
+    const clk = clock();
+    const fetch = async (input, init) => {
+      if (new URL(new Request(input, init).url).pathname === '/api/auth/refresh') {
+        return new Response(JSON.stringify({ error: 'invalid_dpop_proof', error_description: 'iat too old' }), { status: 400 });
+      }
+      return server.fetch(input, init);
+    };
+    const c = tab(t, { fetch }, clk);
+    await c.login('alice', 'pw');
+    expire(clk, c);
+    await assert.rejects(c(`${BASE}/api/me`), (e) => e.name === 'RefreshError' && e.code === 'invalid_dpop_proof' && !e.temporary);
+    assert.ok(c.tokens(), 'the tokens are kept');
+    assert.deepEqual(c.reauth, []);
   });
 
   it('two tabs with one lock at expiry: one refresh, one key', async (t) => {
