@@ -230,6 +230,39 @@ describe('DPoP in Chromium', { concurrency: false }, () => {
     assert.deepEqual(errors, []);
   });
 
+  it('a copied refresh token with a valid proof of another key is refused too, and the session revoked', { timeout: 60_000 }, async (t) => {
+    const { ctx, errors } = await newContext(t);
+    const page = await openTab(ctx, { key: 'otherkey' });
+    await login(page);
+    const { refreshToken } = await page.evaluate(() => JSON.parse(localStorage.getItem('silentrefresh:otherkey')));
+    const m0 = await srv.metrics();
+
+    // The thief's own key, and a proof the server's checks accept as a proof.
+    const { subtle } = globalThis.crypto;
+    const kp = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign']);
+    const { kty, crv, x, y } = await subtle.exportKey('jwk', kp.publicKey);
+    const enc = (v) => Buffer.from(JSON.stringify(v)).toString('base64url');
+    const input = `${enc({ typ: 'dpop+jwt', alg: 'ES256', jwk: { kty, crv, x, y } })}.${enc({
+      jti: crypto.randomUUID(),
+      htm: 'POST',
+      htu: `${srv.url}/api/auth/refresh`,
+      iat: Math.floor(Date.now() / 1000),
+    })}`;
+    const sig = Buffer.from(await subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, kp.privateKey, Buffer.from(input))).toString('base64url');
+    const res = await fetch(`${srv.api}/api/auth/refresh`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', DPoP: `${input}.${sig}` },
+      body: JSON.stringify({ refreshToken }),
+    });
+    assert.equal(res.status, 401);
+    assert.deepEqual(await res.json(), { error: 'invalid_grant', error_description: 'dpop_key_mismatch' });
+    assert.equal((await metricsDelta(srv, m0)).dpop_key_mismatch, 1);
+
+    assert.deepEqual(await page.evaluate(() => window.fire(2)), Array(2).fill('ReauthRequiredError:revoked'));
+    assert.deepEqual(await page.evaluate(() => window.reauth), ['revoked']);
+    assert.deepEqual(errors, []);
+  });
+
   it('cookie mode: the proof in the header, the refresh token in the cookie; logout removes the key', { timeout: 60_000 }, async (t) => {
     const { ctx, seen, errors, refreshes } = await newContext(t);
     const page = await openTab(ctx, { mode: 'cookie', key: 'cookie' });
@@ -250,8 +283,19 @@ describe('DPoP in Chromium', { concurrency: false }, () => {
     assert.ok(await page.evaluate(() => window.storedKey()));
     assert.equal(await page.evaluate(() => window.client.logout()), true);
     assert.equal(await page.evaluate(() => window.storedKey()), null, 'the key is gone with the session');
-    // The cookie is gone too: a refresh now ends cleanly (401 invalid_grant, not a 400).
+    // No key and no tokens: nothing to restore, and nothing is sent.
+    const n1 = refreshes();
     assert.equal(await page.evaluate(() => window.client.restore()), null);
+    assert.equal(refreshes(), n1);
+    assert.deepEqual(await page.evaluate(() => window.reauth), []);
+    // A cookie-mode refresh without the cookie ends the session (401 invalid_grant), not a 400.
+    const gone = await fetch(`${srv.api}/api/auth/refresh`, {
+      method: 'POST',
+      headers: { 'Content-Type': 'application/json', Origin: srv.url },
+      body: '{}',
+    });
+    assert.equal(gone.status, 401);
+    assert.deepEqual(await gone.json(), { error: 'invalid_grant', error_description: 'unknown' });
     assert.deepEqual(errors, []);
   });
 
