@@ -327,4 +327,27 @@ describe('DPoP in Chromium', { concurrency: false }, () => {
     assert.deepEqual(await page.evaluate(() => window.reauth), []);
     assert.deepEqual(errors, []);
   });
+
+  it('the demo page with DPoP ticked: 20 requests after expiry, one refresh, all OK', { timeout: 60_000 }, async (t) => {
+    const { ctx, seen, errors, refreshes } = await newContext(t);
+    const page = await ctx.newPage();
+    await page.goto(`${srv.url}/`);
+    await page.waitForSelector('body[data-state="login"]');
+    await page.fill('#username', USER);
+    await page.fill('#password', PASSWORD);
+    await page.check('#dpop-mode');
+    await page.click('#login-button');
+    await page.waitForSelector('body[data-state="app"]');
+    assert.match(await page.textContent('#mode'), /DPoP/);
+    await page.waitForFunction(() => document.getElementById('ttl').textContent === 'expired', null, { polling: 50, timeout: 15_000 });
+    const n0 = refreshes();
+    const s0 = seen.length;
+    await page.click('#fire');
+    await page.waitForFunction(() => document.getElementById('stat-ok').textContent === '20', null, { polling: 20, timeout: 15_000 });
+    assert.equal(refreshes() - n0, 1);
+    const me = seen.slice(s0).filter((r) => r.path === '/api/me');
+    assert.equal(me.length, 20);
+    assert.ok(me.every((r) => r.authorization.startsWith('DPoP ') && r.dpop));
+    assert.deepEqual(errors, []);
+  });
 });
