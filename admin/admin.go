@@ -128,12 +128,22 @@ type Result struct {
 	Changed bool
 }
 
-// DisableUser disables the user and revokes every session of it. Disabling
-// a disabled user changes nothing.
+// DisableUser disables the user and revokes every session of it.
+// Disabling a disabled user keeps its first DisabledAt, and only revokes
+// any session still live (none, unless the store was written to behind
+// this package's back).
 func (o *Operator) DisableUser(ctx context.Context, name string) (Result, error) {
-	return o.update(ctx, name, func(u user.User, now time.Time) (store.UserChange, bool) {
+	res, err := o.update(ctx, name, func(u user.User, now time.Time) (store.UserChange, bool) {
 		return store.UserChange{Disable: true, RevokeReason: session.RevokeUserDisabled, At: now}, !u.Disabled()
 	})
+	if err != nil || res.Changed {
+		return res, err
+	}
+	n, err := o.Store.RevokeSubject(ctx, res.User.ID, o.now(), session.RevokeUserDisabled)
+	if err != nil {
+		return Result{}, fmt.Errorf("admin: disable %q: revoke sessions: %w", name, err)
+	}
+	return Result{User: res.User, Revoked: n, Changed: n > 0}, nil
 }
 
 // EnableUser lets a disabled user log in again. Sessions revoked when it

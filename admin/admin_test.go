@@ -80,6 +80,16 @@ func TestOperator(t *testing.T) {
 	if res, err := op.DisableUser(ctx, "alice"); err != nil || res.Changed {
 		t.Errorf("DisableUser again = %+v, %v; want no change", res, err)
 	}
+	// A session stored behind the Operator's back for a disabled user is
+	// revoked by disabling again.
+	g := session.Family{ID: token.NewID(), Subject: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+	gt := session.RefreshToken{Hash: token.HashRefreshToken("rt2"), FamilyID: g.ID, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	if err := st.CreateFamily(ctx, g, gt); err != nil {
+		t.Fatal(err)
+	}
+	if res, err := op.DisableUser(ctx, "alice"); err != nil || !res.Changed || res.Revoked != 1 {
+		t.Errorf("DisableUser with a straggler = %+v, %v; want it revoked", res, err)
+	}
 	if _, err := user.Authenticate(ctx, st, "alice", "pw"); !errors.Is(err, user.ErrDisabled) || !errors.Is(err, user.ErrInvalidCredentials) {
 		t.Errorf("Authenticate of a disabled user: %v", err)
 	}

@@ -39,5 +39,7 @@ benchstat "$OUT/store.txt"
 echo "== refresh throughput over HTTP, SQLite vs PostgreSQL, 16 and 64 sessions"
 go run ./bench/refresh -sessions 16,64 -duration 10s | tee "$OUT/http.txt"
 
+echo "== login flood against serve: 300 and 1,000 concurrent logins, --password-hashes default and 1"
+go run ./bench/loginflood -password-hashes 0,1 | tee "$OUT/loginflood.txt"
 echo "== beside fosite in memory (../shared/peers): refresh throughput, bearer checks vs /healthz, RSS"
 bench/peers.sh

@@ -208,7 +208,8 @@ func (c *Client) authorize(req *http.Request, st *state) error {
 	if c.prover != nil && st.tok.TokenType == tokenTypeDPoP {
 		return c.prover.sign(req, st.tok.AccessToken)
 	}
-	req.Header.Set("Authorization", st.header)
+	// The key is canonical already: skip Set's canonicalisation.
+	req.Header["Authorization"] = []string{st.header}
 	return nil
 }
 

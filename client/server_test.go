@@ -172,26 +172,8 @@ func TestRealServerReplayedTokenStaleToo(t *testing.T) {
 	gt := &gateTransport{path: "/api/me", held: make(chan struct{}), gate: make(chan struct{}), base: http.DefaultTransport}
 	gt.holding.Store(true)
 	c := rs.login(t, client.Config{Base: gt})
-	ctx := bounded(t)
 
-	type result struct {
-		status int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		status, _, err := get(ctx, c, rs.URL+"/api/me")
-		done <- result{status, err}
-	}()
-	<-gt.held // the request carries the first token and waits on the wire
-	if _, err := c.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.dropSigningKey(ctx); err != nil {
-		t.Fatal(err)
-	}
-	close(gt.gate)
-	r := <-done
+	r := acrossKeyDrop(t, rs, gt, c, c)
 	if r.err != nil || r.status != http.StatusOK {
 		t.Fatalf("request across a key drop: %d %v, want 200 (stats %+v)", r.status, r.err, c.Stats())
 	}
@@ -257,28 +239,39 @@ func TestRealServerAdoptedTokenStaleToo(t *testing.T) {
 	gt.holding.Store(true)
 	a, b := newProc(http.DefaultTransport), newProc(gt)
 
-	type result struct {
-		status int
-		err    error
-	}
-	done := make(chan result, 1)
-	go func() {
-		status, _, err := get(ctx, b, rs.URL+"/api/me")
-		done <- result{status, err}
-	}()
-	<-gt.held // B's request carries the first token and waits on the wire
-	if _, err := a.Refresh(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := rs.dropSigningKey(ctx); err != nil {
-		t.Fatal(err)
-	}
-	close(gt.gate)
-	r := <-done
+	r := acrossKeyDrop(t, rs, gt, b, a)
 	if r.err != nil || r.status != http.StatusOK {
 		t.Fatalf("process B across a key drop: %d %v, want 200 (B %+v, A %+v)", r.status, r.err, b.Stats(), a.Stats())
 	}
 	if s := b.Stats(); s.Adoptions != 1 || s.Refreshes != 1 || s.Replays != 2 || s.Reauths != 0 {
 		t.Errorf("B %+v; want the adoption, one refresh after the stale replay, 2 replays", s)
 	}
+}
+
+// result is the outcome of one request.
+type result struct {
+	status int
+	err    error
+}
+
+// acrossKeyDrop sends a request through sender, holds it on the wire (gt)
+// with the token it carries, refreshes through refresher, drops the
+// signing key, and then lets the request go on.
+func acrossKeyDrop(t *testing.T, rs *realServer, gt *gateTransport, sender, refresher *client.Client) result {
+	t.Helper()
+	ctx := bounded(t)
+	done := make(chan result, 1)
+	go func() {
+		status, _, err := get(ctx, sender, rs.URL+"/api/me")
+		done <- result{status, err}
+	}()
+	<-gt.held
+	if _, err := refresher.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := rs.dropSigningKey(ctx); err != nil {
+		t.Fatal(err)
+	}
+	close(gt.gate)
+	return <-done
 }

@@ -2,6 +2,8 @@ package e2e
 
 import (
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -172,4 +174,98 @@ func operatorsAcrossReplicas(t *testing.T, db string) {
 	}
 	cli(t, "", "session", "revoke", "--db", db, "--user", "bob")
 	ended("after session revoke --user", time.Now(), b4)
+}
+
+// TestKeysAcrossReplicasSQLite and …Postgres: "keys rotate" on the
+// database makes every replica sign with the new key within
+// token.IssuerMaxAge while tokens of the old key go on verifying; "keys
+// retire --force" makes every replica refuse them.
+func TestKeysAcrossReplicasSQLite(t *testing.T) {
+	keysAcrossReplicas(t, "sqlite:"+filepath.Join(t.TempDir(), "silentrefresh.db"))
+}
+
+func TestKeysAcrossReplicasPostgres(t *testing.T) {
+	keysAcrossReplicas(t, pgtest.NewDSN(t))
+}
+
+func keysAcrossReplicas(t *testing.T, db string) {
+	srvs := startServers(t, 2, db, "--access-ttl", "1m")
+	addUser(t, db, username, password)
+	ctx := t.Context()
+	hc := newHTTPClient()
+	old, err := login(ctx, hc, srvs[0].url, username, password)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rot struct {
+		New struct{ ID string }
+	}
+	if err := json.Unmarshal([]byte(cli(t, "", "keys", "rotate", "--db", db, "--access-ttl", "1m", "--json")), &rot); err != nil || rot.New.ID == "" {
+		t.Fatalf("keys rotate: %v %+v", err, rot)
+	}
+	// Each replica signs with the new key within IssuerMaxAge (5 s); poll
+	// with a deadline, as the replicas are other processes.
+	deadline := time.Now().Add(15 * time.Second)
+	for _, s := range srvs {
+		for {
+			tok, err := login(ctx, hc, s.url, username, password)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if kid := accessKID(t, tok.Access); kid == rot.New.ID {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still signs with the old key after the rotation", s.url)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+		if err := get(ctx, hc, s.url+"/api/me", old.Access, nil); err != nil {
+			t.Errorf("a token of the retired key on %s: %v", s.url, err)
+		}
+	}
+	cli(t, "", "keys", "retire", "--db", db, "--force")
+	// The replicas reload their keys every few seconds: each refuses the
+	// old token within that.
+	deadline = time.Now().Add(15 * time.Second)
+	for _, s := range srvs {
+		for {
+			err := get(ctx, hc, s.url+"/api/me", old.Access, nil)
+			var ae *apiError
+			if errors.As(err, &ae) && ae.Status == http.StatusUnauthorized {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s still accepts a token of the deleted key: %v", s.url, err)
+			}
+			select {
+			case <-ctx.Done():
+				t.Fatal(ctx.Err())
+			case <-time.After(200 * time.Millisecond):
+			}
+		}
+	}
+	out := cli(t, "", "keys", "list", "--db", db)
+	if !strings.Contains(out, rot.New.ID) || strings.Count(out, "\n") != 2 {
+		t.Errorf("keys list after the forced retire:\n%s", out)
+	}
+}
+
+// accessKID is the kid in the header of an access token.
+func accessKID(t *testing.T, jwt string) string {
+	t.Helper()
+	h, _, _ := strings.Cut(jwt, ".")
+	b, err := base64.RawURLEncoding.DecodeString(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hdr struct{ Kid string }
+	if err := json.Unmarshal(b, &hdr); err != nil {
+		t.Fatal(err)
+	}
+	return hdr.Kid
 }

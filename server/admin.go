@@ -33,11 +33,11 @@ func (s *Server) AdminHandler() http.Handler { return s.adminHandler }
 // adminRoutes builds the admin handler.
 func (s *Server) adminRoutes() http.Handler {
 	op := &admin.Operator{Store: s.store, Now: s.cfg.Now, Params: s.cfg.PasswordParams}
-	a := &adminAPI{s: s, op: op, auth: prometheus.NewCounterVec(prometheus.CounterOpts{
+	a := &adminAPI{s: s, op: op, guesses: newGuessLimiter(s.cfg.Now), auth: prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "silentrefresh_admin_auth_total",
-		Help: "Requests to the admin listener by authentication result: admitted, missing (no token), refused (wrong token or malformed header).",
+		Help: "Requests to the admin listener by authentication result: admitted, missing (no token), refused (wrong token or malformed header), throttled (too many wrong tokens from the address).",
 	}, []string{"result"})}
-	for _, r := range []string{"admitted", "missing", "refused"} {
+	for _, r := range []string{"admitted", "missing", "refused", "throttled"} {
 		a.auth.WithLabelValues(r)
 	}
 	s.cfg.Registry.MustRegister(a.auth)
@@ -83,9 +83,10 @@ func (s *Server) adminRoutes() http.Handler {
 
 // adminAPI serves the admin endpoints through an admin.Operator.
 type adminAPI struct {
-	s    *Server
-	op   *admin.Operator
-	auth *prometheus.CounterVec // authentication results
+	s       *Server
+	op      *admin.Operator
+	auth    *prometheus.CounterVec // authentication results
+	guesses *guessLimiter          // wrong tokens per client address
 }
 
 // authenticate admits requests bearing the admin token. The presented
@@ -103,6 +104,13 @@ func (a *adminAPI) authenticate(next http.Handler) http.Handler {
 				Description: "an admin token is required: Authorization: Bearer <token>"})
 			return
 		}
+		wait, refund := a.guesses.reserve(a.s.clientAddr(r))
+		if refund == nil {
+			a.auth.WithLabelValues("throttled").Inc()
+			writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+				Description: "too many wrong admin credentials from this address; retry later", RetryAfter: seconds(wait)})
+			return
+		}
 		scheme, tok, _ := strings.Cut(h, " ")
 		got := sha256.Sum256([]byte(strings.TrimSpace(tok)))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 || !strings.EqualFold(scheme, "Bearer") {
@@ -113,6 +121,7 @@ func (a *adminAPI) authenticate(next http.Handler) http.Handler {
 				Description: "the admin credentials are not valid"})
 			return
 		}
+		refund()
 		a.auth.WithLabelValues("admitted").Inc()
 		next.ServeHTTP(w, r)
 	})

@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -454,5 +455,46 @@ func TestAdminOddUsernames(t *testing.T) {
 		if r := e.adm("POST", "/admin/users/"+url.PathEscape(name)+"/disable", ""); r.status != 200 || r.body["changed"] != true {
 			t.Errorf("disable %q: %d %s", name, r.status, r.raw)
 		}
+	}
+}
+
+// TestAdminGuessLimit: wrong admin tokens from one address are limited,
+// even when sent all at once; while over the limit the right token is
+// refused too, so that guessing learns nothing; the right token never uses
+// up the limit.
+func TestAdminGuessLimit(t *testing.T) {
+	e := newAdminEnv(t)
+	for range 20 {
+		if r := e.adm("GET", "/admin/users", ""); r.status != 200 {
+			t.Fatalf("right token: %d", r.status)
+		}
+	}
+	const n = 40
+	start := time.Now()
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			codes <- e.call("GET", "/admin/users", fmt.Sprintf("Bearer guess-%d", i), "").status
+		})
+	}
+	wg.Wait()
+	close(codes)
+	count := map[int]int{}
+	for c := range codes {
+		count[c]++
+	}
+	// The bucket holds 10 and refills one a second.
+	most := 10 + int(time.Since(start)/time.Second) + 1
+	if count[401] < 10 || count[401] > most || count[401]+count[429] != n {
+		t.Errorf("%d concurrent wrong tokens: %v, want 10 (to %d) refused with 401 and the rest 429", n, count, most)
+	}
+	r := e.adm("GET", "/admin/users", "")
+	if r.status != 429 || r.header.Get("Retry-After") == "" || r.body["error"] != "rate_limited" {
+		t.Errorf("right token while over the limit: %d %v %s", r.status, r.header, r.raw)
+	}
+	e.clock.Advance(3 * time.Second)
+	if r := e.adm("GET", "/admin/users", ""); r.status != 200 {
+		t.Errorf("right token after the wait: %d %s", r.status, r.raw)
 	}
 }

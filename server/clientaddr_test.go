@@ -66,3 +66,38 @@ func TestClientAddrBehindTrustedProxies(t *testing.T) {
 		})
 	}
 }
+
+// FuzzClientAddr: whatever a peer sends in the forwarding headers, the
+// client address is the peer's own or an address a hop names, never
+// anything else, and an untrusted peer's headers count for nothing.
+func FuzzClientAddr(f *testing.F) {
+	for _, s := range []string{"198.51.100.1", "1.2.3.4, 10.0.0.9", `for="[2001:db8::1]:80";proto=https, for=unknown`,
+		"", ",,,", "for=", `for="`, "[::1", "10.0.0.1:99999", "\x00", "for=_hidden;by=10.0.0.1"} {
+		f.Add(s, true)
+		f.Add(s, false)
+	}
+	s := &Server{cfg: Config{TrustedProxies: []netip.Prefix{netip.MustParsePrefix("10.0.0.0/8")}}}
+	f.Fuzz(func(t *testing.T, header string, trustedPeer bool) {
+		r := httptest.NewRequest("GET", "/", nil)
+		r.RemoteAddr = "203.0.113.5:4000"
+		if trustedPeer {
+			r.RemoteAddr = "10.0.0.2:4000"
+		}
+		r.Header.Set("X-Forwarded-For", header)
+		r.Header.Set("Forwarded", header)
+		got := s.clientAddr(r)
+		peer := remoteHost(r.RemoteAddr)
+		if !trustedPeer {
+			if got != peer {
+				t.Fatalf("untrusted peer: client %q from headers %q", got, header)
+			}
+			return
+		}
+		if got == peer {
+			return
+		}
+		if _, err := netip.ParseAddr(got); err != nil {
+			t.Fatalf("client %q from %q is not an address", got, header)
+		}
+	})
+}

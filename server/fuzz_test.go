@@ -16,7 +16,7 @@ func FuzzJSONEndpoints(f *testing.F) {
 		f.Add(s, uint8(0))
 	}
 	e := newEnv(f)
-	paths := []string{"/api/auth/login", "/api/auth/refresh", "/api/auth/logout"}
+	paths := []string{"/api/auth/login", "/api/auth/refresh", "/api/auth/logout", "/api/auth/exchange"}
 	f.Fuzz(func(t *testing.T, body string, which uint8) {
 		req := httptest.NewRequest(http.MethodPost, paths[int(which)%len(paths)], strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")

@@ -32,8 +32,12 @@ type hashGate struct {
 }
 
 // initialHoldEstimate is the slot time assumed before any was measured:
-// argon2id with user.DefaultParams on one core of a small server.
-const initialHoldEstimate = 50 * time.Millisecond
+// argon2id with user.DefaultParams on one busy core (25 ms on an idle
+// one). The estimate follows the measured times within a few logins; until
+// then, an estimate too low has logins wait for a slot only to be refused
+// when maxWait is over, and one too high refuses logins that could have
+// waited (with the default maxWait, ten waiters per slot are admitted).
+const initialHoldEstimate = 100 * time.Millisecond
 
 func newHashGate(slots int, maxWait time.Duration) *hashGate {
 	g := &hashGate{slots: make(chan struct{}, slots), maxWait: maxWait}
@@ -74,7 +78,7 @@ func (g *hashGate) releaser() func() {
 	return func() {
 		d := int64(time.Since(start))
 		old := g.held.Load()
-		g.held.Store(old + (d-old)/8) // a lost update only delays the estimate
+		g.held.Store(old + (d-old)/4) // a lost update only delays the estimate
 		<-g.slots
 	}
 }

@@ -59,7 +59,7 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := s.login(r, *req.Username, *req.Password, "", jkt)
+	g, err := s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -67,10 +67,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 	s.writeGrant(w, g, req.Cookie)
 }
 
-// login authenticates and opens a session, bound to the DPoP key jkt
-// unless it is empty. Its errors are *apiError for the client's mistakes
-// and others for internalError.
-func (s *Server) login(r *http.Request, username, password, clientID, jkt string) (session.Grant, error) {
+// login authenticates and opens a session with the given scope, bound to
+// the DPoP key jkt unless it is empty. Its errors are *apiError for the
+// client's mistakes and others for internalError.
+func (s *Server) login(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
@@ -79,18 +79,24 @@ func (s *Server) login(r *http.Request, username, password, clientID, jkt string
 	if len(password) > user.MaxPasswordLen {
 		return session.Grant{}, badRequest("invalid_request", "password is longer than %d bytes", user.MaxPasswordLen)
 	}
-	u, err := s.authenticate(r, username, password)
+	id, err := s.authenticate(r, username, password, cl.ID)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.engine.LoginBound(r.Context(), u.ID, clientID, jkt)
+	g, err := s.openSession(r, id, cl, scope, jkt)
 	if err != nil {
 		return session.Grant{}, err
 	}
-	if err := s.afterLogin(r.Context(), u.ID, g); err != nil {
-		return session.Grant{}, err
+	if id.LiveClaims {
+		// A built-in user (UserTable): close the race with an operator
+		// disabling or deleting it.
+		if err := s.afterLogin(r.Context(), id.Subject, g); err != nil {
+			return session.Grant{}, err
+		}
+	} else if len(g.Evicted) > 0 {
+		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
 	}
-	s.log.Info("login", "sub", u.ID, "sid", g.Family.ID, "dpop", jkt != "")
+	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", jkt != "")
 	return g, nil
 }
 

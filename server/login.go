@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
@@ -11,8 +10,6 @@ import (
 	"net/http"
 	"runtime"
 	"time"
-
-	"github.com/silentrefresh/silentrefresh/user"
 )
 
 // Login outcomes, the label values of silentrefresh_login_total.
@@ -91,25 +88,25 @@ var overloaded = &apiError{Status: http.StatusServiceUnavailable, Code: "tempora
 	Description: "too many logins at once; retry shortly", RetryAfter: 1}
 
 // authenticate checks a username and password against the failed-login
-// limits, the hash bound and the store, in that order, so that neither a
-// refused attempt nor an overload costs a hash. It returns the user, an
-// *apiError to answer, or another error for internalError.
-func (s *Server) authenticate(r *http.Request, username, password string) (user.User, error) {
+// limits, the hash bound and the Authenticator, in that order, so that
+// neither a refused attempt nor an overload costs a hash. It returns the
+// identity, an *apiError to answer, or another error for internalError.
+func (s *Server) authenticate(r *http.Request, username, password, clientID string) (Identity, error) {
 	addr := s.clientAddr(r)
 	tag := s.userTag(username)
 	res, limit, wait := s.limits.reserve(username, addr)
 	if res == nil {
 		s.metrics.logins.WithLabelValues(loginRateLimited).Inc()
 		s.refusals.note(refusalKey{limit: limit, user: tag, remote: addr})
-		return user.User{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
+		return Identity{}, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",
 			Description: "too many failed logins; retry later", RetryAfter: seconds(wait)}
 	}
-	u, err := s.checkPassword(r.Context(), username, password)
-	if errors.Is(err, user.ErrInvalidCredentials) {
+	u, err := s.checkPassword(r, LoginRequest{Username: username, Password: password, ClientID: clientID, HTTP: r})
+	if errors.Is(err, ErrInvalidCredentials) {
 		res.fail()
 		s.metrics.logins.WithLabelValues(loginInvalidCredentials).Inc()
 		s.log.Info("login failed", "user", tag, "remote", addr)
-		return user.User{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
+		return Identity{}, &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials",
 			Description: "unknown username or wrong password"}
 	}
 	// No wrong password was tested: the attempt costs the limits nothing.
@@ -117,30 +114,34 @@ func (s *Server) authenticate(r *http.Request, username, password string) (user.
 	switch {
 	case errors.Is(err, errOverloaded):
 		s.metrics.logins.WithLabelValues(loginOverloaded).Inc()
-		return user.User{}, overloaded
+		return Identity{}, overloaded
 	case err != nil:
 		s.metrics.logins.WithLabelValues(loginError).Inc()
-		return user.User{}, err
+		return Identity{}, err
+	case u.Subject == "":
+		s.metrics.logins.WithLabelValues(loginError).Inc()
+		return Identity{}, errors.New("server: the Authenticator returned no subject")
 	}
 	s.metrics.logins.WithLabelValues(loginSuccess).Inc()
 	return u, nil
 }
 
-// checkPassword runs user.Authenticate in a hash slot. Time the request
+// checkPassword runs the Authenticator in a hash slot. Time the request
 // no longer has, spent waiting for the slot or hashing, is reported as
 // overload: it says nothing about the database.
-func (s *Server) checkPassword(ctx context.Context, username, password string) (user.User, error) {
+func (s *Server) checkPassword(r *http.Request, req LoginRequest) (Identity, error) {
+	ctx := r.Context()
 	release, err := s.hashes.acquire(ctx)
 	if err != nil {
-		return user.User{}, err
+		return Identity{}, err
 	}
 	defer release()
 	if err := ctx.Err(); err != nil {
-		return user.User{}, fmt.Errorf("%w: %w", errOverloaded, err)
+		return Identity{}, fmt.Errorf("%w: %w", errOverloaded, err)
 	}
-	u, err := user.Authenticate(ctx, s.store, username, password)
+	u, err := s.cfg.Authenticator.Authenticate(ctx, req)
 	if err == nil && ctx.Err() != nil {
-		return user.User{}, fmt.Errorf("%w: hashing outlived the request: %w", errOverloaded, ctx.Err())
+		return Identity{}, fmt.Errorf("%w: hashing outlived the request: %w", errOverloaded, ctx.Err())
 	}
 	return u, err
 }

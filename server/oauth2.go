@@ -3,7 +3,6 @@ package server
 import (
 	"errors"
 	"net/http"
-	"net/url"
 
 	"github.com/silentrefresh/silentrefresh/session"
 )
@@ -17,37 +16,8 @@ type oauth2Reply struct {
 	// RefreshExpiresIn is not in RFC 6749; several servers send it and
 	// clients that know it can warn before the session runs out.
 	RefreshExpiresIn int64 `json:"refresh_expires_in"`
-}
-
-// clientID returns the client_id of a token or revocation request, from
-// the body or from HTTP Basic authentication (RFC 6749 section 2.3.1).
-// Public clients need no registration, so a client_id is only recorded;
-// a client secret cannot be checked and is refused.
-func clientID(r *http.Request, form map[string]string) (string, *apiError) {
-	id := form["client_id"]
-	if user, pass, ok := r.BasicAuth(); ok {
-		u, err1 := url.QueryUnescape(user)
-		p, err2 := url.QueryUnescape(pass)
-		if err1 != nil || err2 != nil {
-			return "", &apiError{Status: http.StatusUnauthorized, Code: "invalid_client", Description: "malformed client credentials"}
-		}
-		if id != "" && id != u {
-			return "", badRequest("invalid_request", "client_id in the body and in the Authorization header differ")
-		}
-		id, pass = u, p
-		if pass != "" {
-			return "", &apiError{Status: http.StatusUnauthorized, Code: "invalid_client",
-				Description: "confidential clients are not registered here; send client_id without a secret"}
-		}
-	}
-	if form["client_secret"] != "" {
-		return "", &apiError{Status: http.StatusUnauthorized, Code: "invalid_client",
-			Description: "confidential clients are not registered here; send client_id without a secret"}
-	}
-	if len(id) > 255 {
-		return "", badRequest("invalid_request", "client_id is longer than 255 bytes")
-	}
-	return id, nil
+	// Scope is the scope of the access token (RFC 6749 section 5.1).
+	Scope string `json:"scope,omitempty"`
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
@@ -56,11 +26,13 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	cid, e := clientID(r, form)
-	if e != nil {
-		if e.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="silentrefresh"`)
-		}
+	cl, err := s.authenticateClient(r, form)
+	if err != nil {
+		s.failClient(w, r, err)
+		return
+	}
+	cid, scope := cl.ID, form["scope"]
+	if e := cl.checkScope(scope); e != nil {
 		writeError(w, e)
 		return
 	}
@@ -76,7 +48,7 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		s.passwordGrant(w, r, username, password, cid, jkt)
+		s.passwordGrant(w, r, username, password, cl, scope, jkt)
 	case "refresh_token":
 		rt := form["refresh_token"]
 		if rt == "" {
@@ -88,28 +60,35 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			s.fail(w, r, err)
 			return
 		}
-		g, err := s.engine.RefreshBound(r.Context(), rt, cid, jkt)
+		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: jkt})
 		s.observeRefresh(r, g, err)
-		var ge *session.GrantError
+		var (
+			ge *session.GrantError
+			se *session.ScopeError
+		)
 		switch {
 		case errors.As(err, &ge):
 			writeError(w, badRequest("invalid_grant", "%s", ge.Reason))
+		case errors.As(err, &se):
+			writeError(w, badRequest("invalid_scope", "%s", se.Reason))
 		case err != nil:
 			s.internalError(w, r, err)
 		default:
 			s.writeOAuth2Grant(w, g)
 		}
+	case GrantTypeJWTBearer:
+		s.jwtBearerGrant(w, r, form, cl, scope)
 	case "":
 		writeError(w, badRequest("invalid_request", "grant_type is required"))
 	default:
-		writeError(w, badRequest("unsupported_grant_type", "grant_type %q is not supported; use password or refresh_token", gt))
+		writeError(w, badRequest("unsupported_grant_type", "grant_type %q is not supported; use password, refresh_token or %s", gt, GrantTypeJWTBearer))
 	}
 }
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password, cid, jkt string) {
-	g, err := s.login(r, username, password, cid, jkt)
+func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope, jkt string) {
+	g, err := s.login(r, username, password, cl, scope, jkt)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")
@@ -129,6 +108,7 @@ func (s *Server) writeOAuth2Grant(w http.ResponseWriter, g session.Grant) {
 		ExpiresIn:        secondsUntil(g.AccessExpiresAt, now),
 		RefreshToken:     g.RefreshToken,
 		RefreshExpiresIn: secondsUntil(g.RefreshExpiresAt, now),
+		Scope:            g.Scope,
 	})
 }
 
@@ -141,11 +121,8 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if _, e := clientID(r, form); e != nil {
-		if e.Status == http.StatusUnauthorized {
-			w.Header().Set("WWW-Authenticate", `Basic realm="silentrefresh"`)
-		}
-		writeError(w, e)
+	if _, err := s.authenticateClient(r, form); err != nil {
+		s.failClient(w, r, err)
 		return
 	}
 	tok := form["token"]

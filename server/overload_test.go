@@ -90,8 +90,14 @@ func TestLoginFloodIsRefusedBeforeHashing(t *testing.T) {
 		expectOverloaded(t, postLogin(s, "alice", "pw"))
 		expectOverloaded(t, postLogin(s, "nobody", "pw"))
 	}
-	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginOverloaded)); n != 6 {
-		t.Fatalf("overloaded logins counted %v, want 6", n)
+	// The token endpoint's password grant alike.
+	req := httptest.NewRequest("POST", "/oauth2/token", strings.NewReader("grant_type=password&username=alice&password=pw"))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	rec := httptest.NewRecorder()
+	s.ServeHTTP(rec, req)
+	expectOverloaded(t, rec)
+	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginOverloaded)); n != 7 {
+		t.Fatalf("overloaded logins counted %v, want 7", n)
 	}
 	if n := testutil.ToFloat64(s.metrics.logins.WithLabelValues(loginError)); n != 0 {
 		t.Fatalf("overload counted as %v errors", n)
@@ -167,7 +173,7 @@ func TestHashesInFlightAreBounded(t *testing.T) {
 // make three lines, each with its count, once the interval is over.
 func TestRefusalLogCountsPerKeyAndInterval(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var buf lockedBuffer
+		var buf LogBuffer
 		l := &refusalLog{log: slog.New(slog.NewTextHandler(&buf, nil)), every: 10 * time.Second}
 		keys := []refusalKey{{limitUser, "tag1", "192.0.2.1"}, {limitClient, "tag1", "192.0.2.2"}, {limitAddress, "tag2", "192.0.2.3"}}
 		for i := range 1000 {
@@ -197,28 +203,4 @@ func TestRefusalLogCountsPerKeyAndInterval(t *testing.T) {
 			t.Fatalf("next interval: %q", buf.String())
 		}
 	})
-}
-
-// lockedBuffer is a log destination safe for concurrent use.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-func (b *lockedBuffer) Reset() {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	b.buf.Reset()
 }

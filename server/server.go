@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/silentrefresh/silentrefresh/assertion"
 	"github.com/silentrefresh/silentrefresh/bearer"
 	"github.com/silentrefresh/silentrefresh/dpop"
 	"github.com/silentrefresh/silentrefresh/session"
@@ -66,6 +67,8 @@ type Config struct {
 	// PasswordHashes bounds the password hashes computed at once; a login
 	// that cannot have one in time is answered 503 temporarily_unavailable
 	// with Retry-After before any hashing. Zero: runtime.GOMAXPROCS(0).
+	// One less leaves a core to the other requests during a login flood,
+	// at the cost of login throughput (see docs/BENCHMARKS.md).
 	PasswordHashes int
 	// PasswordHashWait is the longest a login waits for a hash slot.
 	// Zero: 1s.
@@ -108,6 +111,18 @@ type Config struct {
 	// Assets, when set, is served for paths no API route matches: the
 	// browser client and demo page.
 	Assets http.Handler
+
+	// Authenticator checks logins (the JSON API's and the password
+	// grant's); nil means UserTable over Store, the built-in users.
+	Authenticator Authenticator
+	// TrustedIssuers may sign JWT bearer assertions (RFC 7523) that
+	// POST /oauth2/token and POST /api/auth/exchange turn into sessions;
+	// none turns the grant off.
+	TrustedIssuers []assertion.Issuer
+	// RegisteredClientsOnly refuses token requests from a client_id that
+	// is not registered (and requests without one); by default unregistered
+	// clients are public clients that need no registration.
+	RegisteredClientsOnly bool
 }
 
 // Server serves the HTTP API. Create one with New.
@@ -130,6 +145,10 @@ type Server struct {
 	refusals      *refusalLog
 	userTag       func(username string) string
 	handler       http.Handler
+	// assertions validates JWT bearer assertions; nil without
+	// Config.TrustedIssuers.
+	assertions     *assertion.Validator
+	assertionTotal *prometheus.CounterVec
 	// adminHandler serves the admin listener; nil without AdminToken.
 	adminHandler http.Handler
 }
@@ -161,6 +180,9 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 	}
 	if err := loginDefaults(&cfg); err != nil {
 		return nil, err
+	}
+	if cfg.Authenticator == nil {
+		cfg.Authenticator = UserTable{Store: cfg.Store}
 	}
 	if cfg.AdminToken != "" && len(cfg.AdminToken) < MinAdminTokenLen {
 		return nil, fmt.Errorf("server: the admin token is %d bytes, want at least %d", len(cfg.AdminToken), MinAdminTokenLen)
@@ -214,6 +236,10 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		hashes:   newHashGate(cfg.PasswordHashes, cfg.PasswordHashWait),
 		refusals: &refusalLog{log: cfg.Logger, every: refusalLogInterval},
 		userTag:  newUserTagger(),
+	}
+	s.assertionTotal = newAssertionMetric(cfg.Registry)
+	if s.assertions, err = newAssertionValidator(cfg); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
 	}
 	s.routes()
 	if cfg.AdminToken != "" {
@@ -356,6 +382,8 @@ func (s *Server) routes() {
 	handle("GET", "/api/me", "me", requireBearer(http.HandlerFunc(s.handleMe)))
 	handle("POST", "/oauth2/token", "token", http.HandlerFunc(s.handleToken))
 	handle("POST", "/oauth2/revoke", "revoke", http.HandlerFunc(s.handleRevoke))
+	handle("POST", "/oauth2/introspect", "introspect", http.HandlerFunc(s.handleIntrospect))
+	handle("POST", "/api/auth/exchange", "exchange", http.HandlerFunc(s.handleExchange))
 	handle("GET", "/.well-known/jwks.json", "jwks", http.HandlerFunc(s.handleJWKS))
 	handle("GET", "/.well-known/oauth-authorization-server", "metadata", http.HandlerFunc(s.handleMetadata))
 	if s.cfg.AdminToken == "" { // else it is on the admin listener
@@ -449,11 +477,13 @@ func (s *Server) handleMetadata(w http.ResponseWriter, r *http.Request) {
 		"token_endpoint":                        iss + "/oauth2/token",
 		"revocation_endpoint":                   iss + "/oauth2/revoke",
 		"jwks_uri":                              iss + "/.well-known/jwks.json",
-		"grant_types_supported":                 []string{"password", "refresh_token"},
-		"token_endpoint_auth_methods_supported": []string{"none"},
-		"revocation_endpoint_auth_methods_supported": []string{"none"},
-		"access_token_signing_alg_values_supported":  []string{token.AlgEdDSA},
-		"dpop_signing_alg_values_supported":          s.dpop.Algorithms(),
+		"grant_types_supported":                 s.grantTypes(),
+		"token_endpoint_auth_methods_supported": clientAuthMethods,
+		"revocation_endpoint_auth_methods_supported":    clientAuthMethods,
+		"introspection_endpoint":                        iss + "/oauth2/introspect",
+		"introspection_endpoint_auth_methods_supported": clientAuthMethods[1:],
+		"access_token_signing_alg_values_supported":     []string{token.AlgEdDSA},
+		"dpop_signing_alg_values_supported":             s.dpop.Algorithms(),
 	})
 }
 

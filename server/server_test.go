@@ -455,7 +455,7 @@ func TestMetadataAndJWKSLetOtherServicesVerify(t *testing.T) {
 		md.body["jwks_uri"] != e.http.URL+"/.well-known/jwks.json" {
 		t.Fatalf("metadata: %s", md.raw)
 	}
-	// Another service: RequireBearer over the published JWKS.
+	// Another service: bearer.Require over the published JWKS.
 	ctx := context.Background()
 	keys := token.NewRemoteKeySet(ctx, md.body["jwks_uri"].(string), http.DefaultClient)
 	v, err := token.NewVerifier(keys, token.VerifierConfig{Issuer: e.http.URL, Audience: e.http.URL, Leeway: 5 * time.Second})

@@ -75,6 +75,7 @@ type Grant struct {
 	RefreshExpiresAt time.Time // never after Family.ExpiresAt
 	Family           Family
 	Outcome          Outcome
+	Scope            string // the scope of AccessToken; "" for none
 	// Evicted are the sessions a login revoked to stay within
 	// Config.MaxSessionsPerUser; nil for a refresh.
 	Evicted []string
@@ -191,9 +192,10 @@ func (e *Engine) now() time.Time {
 	return e.cfg.Now().UTC().Truncate(time.Microsecond)
 }
 
-// Login opens a new family for subject and returns its first tokens. A
-// login past Config.MaxSessionsPerUser revokes the subject's least recently
-// refreshed live sessions (Grant.Evicted).
+// Login opens a new family for subject and returns its first tokens. Its
+// tokens carry the subject's user claims (DefaultAttributes); LoginWith
+// sets scope and claims. A login past Config.MaxSessionsPerUser revokes the
+// subject's least recently refreshed live sessions (Grant.Evicted).
 func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, error) {
 	return e.LoginBound(ctx, subject, clientID, "")
 }
@@ -203,9 +205,11 @@ func (e *Engine) Login(ctx context.Context, subject, clientID string) (Grant, er
 // access tokens carry it (cnf.jkt), and every refresh must prove the same
 // key (see RefreshBound). An empty jkt opens a bearer family, as Login.
 func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) (Grant, error) {
-	if subject == "" {
-		return Grant{}, errors.New("session: login needs a subject")
-	}
+	return e.LoginWith(ctx, Login{Subject: subject, ClientID: clientID, Attributes: DefaultAttributes, KeyThumbprint: jkt})
+}
+
+func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
+	subject, clientID, jkt := l.Subject, l.ClientID, l.KeyThumbprint
 	now := e.now()
 	rt, err := token.NewRefreshToken()
 	if err != nil {
@@ -218,7 +222,7 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 		CreatedAt: now,
 		ExpiresAt: now.Add(e.cfg.SessionTTL),
 
-		KeyThumbprint: jkt,
+		KeyThumbprint: l.KeyThumbprint,
 	}
 	first := RefreshToken{
 		Hash:      token.HashRefreshToken(rt),
@@ -230,7 +234,12 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
-	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, jkt)
+	if err := e.putAttributes(ctx, fam, l.Attributes); err != nil {
+		return Grant{}, err
+	}
+	m := mintAttrs(l.Attributes, l.SubjectClaims, "")
+	m.jkt = jkt
+	g, err := e.grant(ctx, now, fam, rt, first.ExpiresAt, OutcomeLogin, m)
 	if err != nil {
 		return Grant{}, err
 	}
@@ -258,9 +267,12 @@ func (e *Engine) Refresh(ctx context.Context, refreshToken, clientID string) (Gr
 // bearer family stays a bearer family, but its new access token is bound to
 // the key proved, if any.
 func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt string) (Grant, error) {
-	if refreshToken == "" {
-		return Grant{}, &GrantError{Reason: ReasonUnknown}
-	}
+	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
+}
+
+// refresh applies the rotation rules once RefreshWith has checked the
+// session's attributes; mint is what the new access token carries.
+func (e *Engine) refresh(ctx context.Context, refreshToken, clientID, jkt string, mint minted) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(refreshToken)
 	successor := token.SuccessorToken(e.secret, refreshToken)
@@ -341,11 +353,11 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	case refusal != "":
 		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
 	}
-	bound := fam.KeyThumbprint
-	if bound == "" {
-		bound = jkt
+	mint.jkt = fam.KeyThumbprint
+	if mint.jkt == "" {
+		mint.jkt = jkt
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome, bound)
+	return e.grant(ctx, now, fam, successor, expires, outcome, mint)
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an
@@ -407,9 +419,9 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 	return minTime(now.Add(e.cfg.RefreshTTL), f.ExpiresAt)
 }
 
-// grant mints the access token that goes with a refresh token, bound to
-// the DPoP key jkt unless it is empty.
-func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, jkt string) (Grant, error) {
+// grant mints the access token that goes with a refresh token, with the
+// scope, claims and DPoP key (m.jkt, unless empty) of m.
+func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
 	cid := f.ClientID
 	if cid == "" {
@@ -421,8 +433,10 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		IssuedAt:  now,
 		ClientID:  cid,
 		SessionID: f.ID,
+		Scope:     m.scope,
+		Extra:     m.claims,
 
-		KeyThumbprint: jkt,
+		KeyThumbprint: m.jkt,
 	})
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: mint access token: %w", err)
@@ -435,7 +449,8 @@ func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh str
 		RefreshExpiresAt: refreshExp,
 		Family:           f,
 		Outcome:          o,
-		KeyThumbprint:    jkt,
+		Scope:            m.scope,
+		KeyThumbprint:    m.jkt,
 	}, nil
 }
 

@@ -114,6 +114,9 @@ type Store interface {
 	// process or several, all get the same secret.
 	LoadOrStoreSecret(ctx context.Context, name string, candidate []byte) ([]byte, error)
 
+	// AttributeStore keeps the scope and claims of families.
+	AttributeStore
+
 	// DeleteExpired removes families whose absolute expiry is before the
 	// given instant, with their tokens, and returns how many families it
 	// removed.

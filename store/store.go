@@ -7,6 +7,8 @@ package store
 import (
 	"context"
 
+	"github.com/silentrefresh/silentrefresh/assertion"
+	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/token"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -17,6 +19,9 @@ type Store interface {
 	session.Store
 	token.KeyStore
 	user.Store
+	user.ClaimStore
+	registry.Store
+	assertion.ReplayStore
 	Accounts
 	// Ping reports whether the database can be reached.
 	Ping(ctx context.Context) error

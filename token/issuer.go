@@ -215,6 +215,9 @@ func (i *Issuer) Mint(ctx context.Context, c Claims) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("token: mint: encoding claims: %w", err)
 	}
+	if body, err = appendExtra(body, c.Extra); err != nil {
+		return "", fmt.Errorf("token: mint: %w", err)
+	}
 	enc := base64.RawURLEncoding
 	buf := make([]byte, 0, len(s.header)+enc.EncodedLen(len(body))+1+enc.EncodedLen(ed25519.SignatureSize))
 	buf = append(buf, s.header...)

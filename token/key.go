@@ -45,6 +45,9 @@ type Claims struct {
 	ClientID  string    // "client_id"
 	SessionID string    // "sid": the session (family) the token belongs to
 	Scope     string    // "scope", space-separated, may be empty
+	// Extra are further claims (roles, tenant, ...); nil for none. Mint
+	// refuses names the members above own.
+	Extra map[string]any
 	// KeyThumbprint is the "jkt" member of the "cnf" claim (RFC 9449
 	// section 6.1): the RFC 7638 thumbprint of the DPoP key the token is
 	// bound to. Empty for a bearer token.

@@ -188,12 +188,14 @@ func (v *Verifier) Verify(ctx context.Context, raw string) (Claims, error) {
 	if jc.IssuedAt != nil {
 		c.IssuedAt = jc.IssuedAt.UTC()
 	}
+	c.Extra = extraClaims(tok)
 	if v.cache != nil {
 		e := &cacheEntry{sum: sum, claims: c, kid: kid, key: key}
 		if jc.NotBefore != nil {
 			e.notBefore = jc.NotBefore.Time
 		}
 		e.claims.Audience = slices.Clone(c.Audience)
+		e.claims.Extra = copyExtra(c.Extra)
 		v.cache.put(e)
 	}
 	return c, nil

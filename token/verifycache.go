@@ -85,5 +85,6 @@ func (c *verifyCache) put(e *cacheEntry) {
 func (e *cacheEntry) claimsCopy() Claims {
 	c := e.claims
 	c.Audience = slices.Clone(c.Audience)
+	c.Extra = copyExtra(c.Extra)
 	return c
 }

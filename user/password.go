@@ -108,11 +108,12 @@ var (
 // disabled user with the right password returns ErrDisabled. It hashes
 // nothing once ctx has ended, and returns ctx's error instead. Hashing
 // takes tens of MiB and a core for tens of milliseconds: callers serving
-// many requests bound how many run at once.
+// many requests bound how many run at once. Its errors never hold the
+// username, which may be a password typed into the wrong field.
 func Authenticate(ctx context.Context, st Store, username, password string) (User, error) {
 	u, err := st.UserByName(ctx, username)
 	if err != nil && !errors.Is(err, ErrNotFound) {
-		return User{}, fmt.Errorf("user: look up %q: %w", username, err)
+		return User{}, fmt.Errorf("user: look up the user: %w", err)
 	}
 	if cerr := ctx.Err(); cerr != nil {
 		return User{}, fmt.Errorf("user: authenticate: %w", cerr)
@@ -124,7 +125,7 @@ func Authenticate(ctx context.Context, st Store, username, password string) (Use
 	}
 	ok, err := VerifyPassword(u.PasswordHash, password)
 	if err != nil {
-		return User{}, fmt.Errorf("user: verify %q: %w", username, err)
+		return User{}, fmt.Errorf("user: verify the password: %w", err)
 	}
 	if !ok {
 		return User{}, ErrInvalidCredentials

@@ -135,7 +135,7 @@ export interface ClientOptions {
   /** fetch credentials for the auth calls. Default 'same-origin' in cookie mode; use 'include' for a cross-origin server. */
   credentials?: RequestCredentials;
   /** Endpoint paths, relative to baseUrl. */
-  paths?: Partial<{ login: string; refresh: string; logout: string; heartbeat: string }>;
+  paths?: Partial<{ login: string; exchange: string; refresh: string; logout: string; heartbeat: string }>;
   /** Whether a request URL gets the access token. Default: same origin as baseUrl. */
   shouldAttach?: (url: string) => boolean;
   /** The fetch to use. Default: globalThis.fetch. */
@@ -242,6 +242,8 @@ export interface SilentRefreshClient {
   (input: RequestInfo | URL, init?: RequestInit): Promise<Response>;
   /** Logs in; in cookie mode asks the server for the refresh-token cookie. Rejects with a TypeError in oauth2 mode (use setTokens). */
   login(username: string, password: string, extra?: Record<string, unknown>): Promise<Tokens>;
+  /** Exchanges a JWT bearer assertion (RFC 7523) signed by your backend for a session (POST /api/auth/exchange); in cookie mode asks for the cookie. Rejects with a TypeError in oauth2 mode (use setTokens). */
+  exchange(assertion: string, extra?: { scope?: string } & Record<string, unknown>): Promise<Tokens>;
   /**
    * Adopts a session begun elsewhere (another library's login, a
    * server-side exchange): stores the tokens, tells every tab, and keeps

@@ -21,6 +21,7 @@
 
 const DEFAULT_PATHS = Object.freeze({
   login: '/api/auth/login',
+  exchange: '/api/auth/exchange',
   refresh: '/api/auth/refresh',
   logout: '/api/auth/logout',
   heartbeat: '/api/heartbeat',
@@ -1106,11 +1107,31 @@ export function createClient(options = {}) {
     if (oauth2) {
       throw new TypeError("silentrefresh: in oauth2 mode, sign in with your server's own flow and pass its tokens to setTokens");
     }
-    const body = { ...extra, username, password };
+    return signIn('login', { ...extra, username, password }, 'login');
+  }
+
+  /**
+   * Exchanges a JWT bearer assertion (RFC 7523) that the application's
+   * backend signed after its own sign-in for a session:
+   * POST /api/auth/exchange. Errors as login's; a refused assertion is
+   * LoginError 'invalid_grant'.
+   */
+  async function exchangeAssertion(assertion, extra = {}) {
+    if (oauth2) {
+      throw new TypeError('silentrefresh: in oauth2 mode, exchange the assertion at your token endpoint and pass its tokens to setTokens');
+    }
+    if (typeof assertion !== 'string' || !assertion) {
+      throw new TypeError('silentrefresh: exchange needs the assertion, a non-empty string');
+    }
+    return signIn('exchange', { ...extra, assertion }, 'login');
+  }
+
+  /** Posts a login or an exchange and begins the session it answers. */
+  async function signIn(name, body, source) {
     if (cookie) body.cookie = true;
-    // With DPoP every login gets a new key, kept only if the login succeeds.
+    // With DPoP every sign-in gets a new key, kept only if it succeeds.
     const rec = prover ? await prover.create() : null;
-    const url = endpoint('login');
+    const url = endpoint(name);
     let res;
     let data;
     for (let attempt = 0; ; attempt++) {
@@ -1133,7 +1154,7 @@ export function createClient(options = {}) {
     const s = stateFromGrant(wire.grant(data));
     if (!s || (isDPoP(s) && !rec)) throw new LoginError('malformed_reply', { status: res.status });
     if (isDPoP(s)) s.jkt = rec.jkt;
-    return begin(s, 'login', rec);
+    return begin(s, source, rec);
   }
 
   /** Adopts a session begun elsewhere (another library's login, a server-side exchange). */
@@ -1288,6 +1309,7 @@ export function createClient(options = {}) {
   const client = (input, init) => silentFetch(input, init);
   Object.assign(client, {
     login,
+    exchange: exchangeAssertion,
     logout,
     setTokens,
     /** The current tokens of this tab, or null. */

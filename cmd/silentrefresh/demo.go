@@ -469,10 +469,12 @@ func (sc *scenario) check(s *loadgen.Summary) {
 	if s.GraceReplays != nil {
 		grace = *s.GraceReplays
 	}
-	sc.dropped = sc.proxy.Stats().Dropped // all of them, now that nothing is in flight
+	ps := sc.proxy.Stats()
+	sc.dropped = ps.Dropped // all of them, now that nothing is in flight
 	s.AddCheck("refresh answers lost: clients retried inside grace and kept their sessions",
 		sc.dropped > 0 && grace >= int64(sc.dropped) && s.LostRefreshAnswers >= int64(sc.dropped),
-		fmt.Sprintf("%d answers lost after the server rotated; %d grace replays", sc.dropped, grace))
+		fmt.Sprintf("%d answers lost after the server rotated; %d grace replays (proxy: %d retries let through while dropping, %d refreshes the server did not answer)",
+			sc.dropped, grace, ps.Repeats, ps.Failed))
 
 	ss := shared.Stats()
 	_, _, sharedEnded := shared.Ended()

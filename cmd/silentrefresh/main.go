@@ -1,9 +1,10 @@
 // Command silentrefresh runs the silentrefresh server and its tools:
 //
 //	silentrefresh serve      run the server
-//	silentrefresh user       manage users: add, list, disable, enable, delete, passwd
+//	silentrefresh user       manage users: add, list, disable, enable, delete, passwd, claims
 //	silentrefresh session    list and revoke the sessions of a user
 //	silentrefresh keys       list, rotate and retire the signing keys
+//	silentrefresh client     register OAuth2 clients: add, list, remove
 //	silentrefresh demo       the whole story in one command
 //	silentrefresh load       drive a running deployment
 //
@@ -35,9 +36,10 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"serve", "run the server", runServe},
-		{"user", "manage users (add, list, disable, enable, delete, passwd)", runUser},
+		{"user", "manage users (add, list, disable, enable, delete, passwd, claims)", runUser},
 		{"session", "list and revoke the sessions of a user (list, revoke)", runSession},
 		{"keys", "list, rotate and retire the signing keys", runKeys},
+		{"client", "manage OAuth2 clients (add, list, remove)", runClient},
 		{"demo", "the whole story in one command", runDemo},
 		{"load", "drive a running deployment", runLoad},
 	}

@@ -29,8 +29,10 @@ type serveFlags struct {
 	allowedOrigins             stringList
 	trustedProxies             prefixList
 	shutdownTimeout            time.Duration
+	passwordHashes             int
 	cpuProfile                 string
 	requireDPoP, dpopNonce     bool
+	adopt                      adoptFlags
 }
 
 // stringList is a repeatable string flag.
@@ -92,8 +94,10 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.BoolVar(&f.requireDPoP, "require-dpop", false, "refuse logins without a DPoP proof (RFC 9449); by default a login with a proof binds its session to the client's key and one without opens a bearer session")
 	fs.BoolVar(&f.dpopNonce, "dpop-nonce", false, "make DPoP proofs carry a server nonce (RFC 9449 section 8, DPoP-Nonce header)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
+	fs.IntVar(&f.passwordHashes, "password-hashes", 0, "most password hashes computed at once; logins beyond are answered 503 with Retry-After (0: one per core)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
+	f.adopt.register(fs)
 	var af adminFlags
 	af.register(fs)
 	fs.StringVar(&f.cpuProfile, "cpu-profile", "", "write a CPU profile (pprof) of the whole run to this file, for benchmarks; it is complete after a graceful shutdown")
@@ -109,6 +113,9 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	}
 	if err := positive(map[string]time.Duration{"access-ttl": f.accessTTL, "refresh-ttl": f.refreshTTL, "session-ttl": f.sessionTTL}); err != nil {
 		return fmt.Errorf("serve: %w", err)
+	}
+	if f.passwordHashes < 0 {
+		return fmt.Errorf("serve: --password-hashes must not be negative, got %d", f.passwordHashes)
 	}
 	if f.grace < 0 {
 		return fmt.Errorf("serve: --grace must not be negative, got %v", f.grace)
@@ -151,7 +158,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	if grace == 0 {
 		grace = -1 // --grace 0: no grace window at all
 	}
-	srv, err := server.New(ctx, server.Config{
+	cfg := server.Config{
 		Store:          st,
 		Issuer:         f.issuer,
 		AccessTTL:      f.accessTTL,
@@ -162,12 +169,17 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 		RequireDPoP:    f.requireDPoP,
 		DPoPNonce:      f.dpopNonce,
 		TrustedProxies: f.trustedProxies,
+		PasswordHashes: f.passwordHashes,
 		Logger:         log,
 		Assets:         web.Handler(),
 
 		MaxSessionsPerUser: af.sessionCap(),
 		AdminToken:         adminToken,
-	})
+	}
+	if err := f.adopt.apply(&cfg); err != nil {
+		return fmt.Errorf("serve: %w", err)
+	}
+	srv, err := server.New(ctx, cfg)
 	if err != nil {
 		return fmt.Errorf("serve: %w", err)
 	}

@@ -15,6 +15,9 @@ import (
 )
 
 func runUser(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
+	if len(args) > 0 && args[0] == "claims" {
+		return runUserClaims(ctx, args[1:], stdout, stderr)
+	}
 	if len(args) == 0 || args[0] != "add" {
 		return runUserOp(ctx, args, stdin, stdout, stderr)
 	}

@@ -40,6 +40,7 @@ type db struct {
 	keys     map[string]token.Key
 	users    map[string]user.User // by username
 	userIDs  map[string]bool
+	more     *moreData // attributes, user claims, jti, clients; see adopt.go
 }
 
 // New returns a Store on a new, empty database.

@@ -53,8 +53,11 @@ func (r *writeReq) finish(res writeRes) { r.done <- res }
 // committer is the goroutine that runs batches, and its queue.
 type committer struct {
 	reqs chan *writeReq
-	quit chan struct{}
-	wg   sync.WaitGroup
+	quit chan struct{} // closed to stop the committer
+	// stopped is closed once the committer has stopped and the queue is
+	// drained: a request queued after that gets no answer from it.
+	stopped chan struct{}
+	wg      sync.WaitGroup
 
 	mu     sync.Mutex // guards closed, and the send to reqs against close
 	closed bool
@@ -65,7 +68,7 @@ type committer struct {
 }
 
 func (s *Store) startCommitter(onBatch func(int)) {
-	s.c = &committer{reqs: make(chan *writeReq, maxBatch), quit: make(chan struct{}), onBatch: onBatch}
+	s.c = &committer{reqs: make(chan *writeReq, maxBatch), quit: make(chan struct{}), stopped: make(chan struct{}), onBatch: onBatch}
 	s.c.wg.Go(s.commitLoop)
 }
 
@@ -87,6 +90,7 @@ func (s *Store) stopCommitter() {
 		case r := <-c.reqs:
 			r.finish(writeRes{err: closedErr(r.what)})
 		default:
+			close(c.stopped)
 			return
 		}
 	}
@@ -126,6 +130,13 @@ func (s *Store) write(ctx context.Context, what string, op func(ctx context.Cont
 		return res.decideErr, res.err
 	case <-ctx.Done():
 		return nil, fmt.Errorf("sqlite: %s: %w", what, context.Cause(ctx))
+	case <-c.stopped:
+		select {
+		case res := <-r.done: // answered before the committer stopped
+			return res.decideErr, res.err
+		default: // queued after the queue was drained
+			return nil, closedErr(what)
+		}
 	}
 }
 

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/store/storetest"
 )
 
@@ -301,5 +302,31 @@ func TestBatchCancelled(t *testing.T) {
 	}
 	if decided[2] {
 		t.Error("the request cancelled in the queue was run")
+	}
+}
+
+// TestBatchClose: writers racing Close all return — committed, or refused
+// with store.ErrUnavailable — and none waits for ever.
+func TestBatchClose(t *testing.T) {
+	bs := openBatchStore(t)
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	var wg sync.WaitGroup
+	errs := make([]error, 64)
+	for i := range errs {
+		wg.Go(func() {
+			id := fmt.Sprintf("close-%d", i)
+			f := session.Family{ID: id, Subject: "s", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
+			first := session.RefreshToken{Hash: storetest.Hash(id), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+			errs[i] = bs.CreateFamily(context.Background(), f, first)
+		})
+	}
+	if err := bs.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil && !errors.Is(err, store.ErrUnavailable) {
+			t.Errorf("writer %d: %v, want nil or store.ErrUnavailable", i, err)
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"path/filepath"
+	"runtime"
 	"testing"
 	"time"
 
@@ -113,5 +114,30 @@ func TestFamilyCacheAnyCommitInvalidates(t *testing.T) {
 	}
 	if _, hit, _, _ := s.families.get("1"); hit {
 		t.Error("an entry read before a commit is still answered after it")
+	}
+}
+
+// BenchmarkFamily is the session check: one family read from 64
+// goroutines, answered from memory (no commit meanwhile) or, with the
+// cache off, by a statement on the reader pool each time.
+func BenchmarkFamily(b *testing.B) {
+	for _, cached := range []bool{true, false} {
+		b.Run(map[bool]string{true: "cached", false: "uncached"}[cached], func(b *testing.B) {
+			s := openBench(b, defaultOptions())
+			c := newChain(b, s)
+			id := c.cur.FamilyID
+			if !cached {
+				s.families = nil
+			}
+			b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := s.Family(context.Background(), id); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
 	}
 }

@@ -45,6 +45,9 @@ func Run(t *testing.T, h Harness) {
 	for _, tc := range append(storeTests, accountTests...) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })
 	}
+	for _, tc := range adoptTests {
+		t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })
+	}
 	t.Run("Engine", func(t *testing.T) {
 		for _, tc := range engineTests {
 			t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })

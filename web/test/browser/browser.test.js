@@ -288,6 +288,62 @@ describe('silentrefresh.js in Chromium', { concurrency: false }, () => {
   });
 });
 
+describe('logout everywhere', { concurrency: false }, () => {
+  it('ends the sessions of every device of the user; a plain logout ends only its own', { timeout: 60_000 }, async (t) => {
+    // Two devices: two browser contexts, nothing shared. A is in cookie mode.
+    const A = await newContext(t);
+    const B = await newContext(t);
+    const a = await openTab(A.ctx, { mode: 'cookie', key: 'e1' });
+    const b = await openTab(B.ctx, { key: 'e1' });
+    const login = (p) => p.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    await login(a);
+    await login(b);
+    assert.deepEqual(await b.evaluate(() => window.fire(1)), [200]);
+
+    assert.equal(await a.evaluate(() => window.client.logout()), true);
+    assert.deepEqual(await b.evaluate(() => window.fire(2)), [200, 200], 'a plain logout leaves the other device alone');
+
+    await login(a);
+    const call = a.waitForRequest((r) => new URL(r.url()).pathname === '/api/auth/logout');
+    assert.equal(await a.evaluate(() => window.client.logout({ everywhere: true })), true);
+    assert.equal((await call).postData(), '{"all":true}', 'cookie mode: the cookie and "all"');
+    assert.equal((await A.ctx.cookies(srv.url)).find((c) => c.name === '__Host-srt'), undefined, 'the cookie is cleared');
+
+    // B's access token is still fresh by the clock; the session check refuses it,
+    // and the refresh that follows finds the session revoked.
+    assert.ok(await b.evaluate(() => window.client.tokens().expiresAt > Date.now()));
+    assert.deepEqual(await b.evaluate(() => window.fire(3)), Array(3).fill('ReauthRequiredError:revoked'));
+    assert.deepEqual(await b.evaluate(() => window.reauth), ['revoked']);
+    assert.deepEqual(await a.evaluate(() => window.reauth), [], 'the device that logged out is not told');
+    assert.deepEqual([...A.errors, ...B.errors], []);
+  });
+
+  it("the demo page's Sign out everywhere ends another device's session", { timeout: 60_000 }, async (t) => {
+    const A = await newContext(t);
+    const B = await newContext(t);
+    const demo = await A.ctx.newPage();
+    await demo.goto(`${srv.url}/`);
+    await demo.waitForSelector('body[data-state="login"]');
+    await demo.fill('#username', USER);
+    await demo.fill('#password', PASSWORD);
+    await demo.click('#login-button');
+    await demo.waitForSelector('body[data-state="app"]');
+    const b = await openTab(B.ctx, { key: 'e2' });
+    await b.evaluate(({ u, p }) => window.client.login(u, p), { u: USER, p: PASSWORD });
+    assert.deepEqual(await b.evaluate(() => window.fire(1)), [200]);
+
+    const out = demo.waitForResponse((r) => new URL(r.url()).pathname === '/api/auth/logout');
+    await demo.click('#logout-all');
+    const res = await out;
+    assert.equal(res.status(), 204);
+    assert.equal(JSON.parse(res.request().postData()).all, true);
+    await demo.waitForSelector('body[data-state="login"]');
+    assert.match(await demo.textContent('#log'), /Signed out on every device/);
+    assert.deepEqual(await b.evaluate(() => window.fire(2)), Array(2).fill('ReauthRequiredError:revoked'));
+    assert.deepEqual([...A.errors, ...B.errors], []);
+  });
+});
+
 describe('the demo page', { concurrency: false }, () => {
   async function openDemo(ctx) {
     const page = await ctx.newPage();
