@@ -47,7 +47,8 @@ class DPoPServer {
     const req = input instanceof Request ? input.clone() : new Request(input, init);
     const url = new URL(req.url);
     const path = url.pathname;
-    const tokenEndpoint = path === '/api/auth/login' || path === '/api/auth/refresh';
+    const signIn = path === '/api/auth/login' || path === '/api/auth/exchange';
+    const tokenEndpoint = signIn || path === '/api/auth/refresh';
     const json = (status, v, headers = {}) => {
       this.answers.push([path, status, v.error]);
       return new Response(JSON.stringify(v), { status, headers: { 'Content-Type': 'application/json', ...headers } });
@@ -87,11 +88,12 @@ class DPoPServer {
     } else if (auth.startsWith('Bearer ') && this.bound && path !== '/api/auth/logout') {
       return json(401, { error: 'invalid_token' }, { 'WWW-Authenticate': 'Bearer error="invalid_token"' });
     }
-    const res = await this.inner.fetch(input, init);
+    // An assertion exchange (RFC 7523) that the fake takes as a login.
+    const res = path === '/api/auth/exchange' ? new Response(JSON.stringify(this.inner.grant())) : await this.inner.fetch(input, init);
     if (!tokenEndpoint || !res.ok) return res;
     const body = await res.json();
     if (p) {
-      if (path === '/api/auth/login') this.bound = p.jkt;
+      if (signIn) this.bound = p.jkt;
       body.tokenType = 'DPoP';
     }
     return json(200, body, this.nonce ? { 'DPoP-Nonce': this.nonce } : {});
@@ -332,6 +334,19 @@ describe('the key and the session', () => {
     assert.deepEqual(await thief.json(), { error: 'invalid_grant', error_description: 'dpop_proof_missing' });
     await assert.rejects(c(`${BASE}/api/me`), (e) => isReauthRequired(e) && e.reason === 'revoked');
     assert.equal(c.reauth.length, 1);
+  });
+
+  it('an assertion exchange binds the session to a new key as a login does', async (t) => {
+    const server = new DPoPServer();
+    const keyStore = memoryKeyStore();
+    const c = tab(t, server, clock(), { keyStore });
+    const got = await c.exchange('eyJ.assertion.sig');
+    const p = server.proofs[0];
+    assert.equal(p.claims.htu, `${BASE}/api/auth/exchange`);
+    assert.equal(got.tokenType, 'DPoP');
+    assert.equal(got.jkt, p.jkt);
+    assert.equal(keyStore.m.get('silentrefresh:default').jkt, p.jkt);
+    assert.equal((await c(`${BASE}/api/me`)).status, 200);
   });
 
   it('logout removes the key; the next login makes a new one', async (t) => {
