@@ -1,7 +1,8 @@
 // Package store defines Store, everything the server keeps. The backends
-// live in its subpackages: sqlite (embedded, the default) and postgres
-// (for several replicas); storetest is the conformance suite both pass,
-// and dsn opens the backend a data source name names.
+// live in its subpackages: sqlite (embedded, the default), postgres (for
+// several replicas) and memstore (in memory, for tests and fakes);
+// storetest is the conformance suite all three pass, and dsn opens the
+// backend a data source name names.
 package store
 
 import (

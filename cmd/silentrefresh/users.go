@@ -23,8 +23,10 @@ const userUsage = `usage:
   silentrefresh user enable  --db DSN --username NAME [--json]
   silentrefresh user delete  --db DSN --username NAME [--json]
   silentrefresh user passwd  --db DSN --username NAME [--json]   (new password on standard input)
+  silentrefresh user claims  NAME --db DSN [--set k=v]... [--unset k]... [--clear]
 
-disable, delete and passwd revoke every session of the user at once.`
+disable, delete and passwd revoke every session of the user at once; a
+change of claims reaches the user's tokens at their next refresh.`
 
 // opFlags are the flags every operator subcommand takes.
 type opFlags struct {

@@ -108,6 +108,7 @@ var engineTests = []test{
 	{"ConcurrentRefreshTwoStores", testEngineConcurrentRefreshTwoStores},
 	{"GraceReplayAndSuperseded", testEngineGraceReplay},
 	{"ThiefSuperseded", testEngineThiefSuperseded},
+	{"SupersededRace", testEngineSupersededRace},
 	{"ReuseAfterGrace", testEngineReuseAfterGrace},
 	{"NoGrace", testEngineNoGrace},
 	{"IdleExpiry", testEngineIdleExpiry},
@@ -240,6 +241,68 @@ func testEngineThiefSuperseded(t *testing.T, s *suite) {
 	clk.Advance(engineConfig.Grace)
 	refuse(t, e, s2.RefreshToken, session.ReasonRevoked)
 	refuse(t, e, s1.RefreshToken, session.ReasonRevoked)
+}
+
+// testEngineSupersededRace: while one caller rotates S (the successor of
+// T), others present T inside grace. Each T that runs before the rotation
+// of S is answered with S; the first after it is refused superseded and
+// revokes the family, and the rest find it revoked. The family ends
+// revoked exactly when some T was superseded.
+func testEngineSupersededRace(t *testing.T, s *suite) {
+	ctx := context.Background()
+	st := s.open(t)
+	e := newEngine(t, st, clock.NewFake(T0), engineConfig)
+	g0 := login(t, e)
+	g1 := refresh(t, e, g0.RefreshToken, session.OutcomeRotated)
+	const n = 16
+	var (
+		wg      sync.WaitGroup
+		grants  [n]session.Grant
+		errs    [n]error
+		rotated session.Grant
+		rotErr  error
+	)
+	start := make(chan struct{})
+	wg.Go(func() {
+		<-start
+		rotated, rotErr = e.Refresh(ctx, g1.RefreshToken, "web")
+	})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			grants[i], errs[i] = e.Refresh(ctx, g0.RefreshToken, "web")
+		})
+	}
+	close(start)
+	wg.Wait()
+	if rotErr != nil || rotated.Outcome != session.OutcomeRotated {
+		t.Fatalf("rotation of S: %v, %v; want rotated", rotated.Outcome, rotErr)
+	}
+	superseded, revoked := 0, 0
+	for i := range n {
+		switch {
+		case errs[i] == nil && grants[i].Outcome == session.OutcomeGraceReplay && grants[i].RefreshToken == g1.RefreshToken:
+		case reasonOf(errs[i]) == session.ReasonSuperseded:
+			superseded++
+		case reasonOf(errs[i]) == session.ReasonRevoked:
+			revoked++
+		default:
+			t.Errorf("replay %d of T: %v %v, want a grace replay of S, superseded or revoked", i, grants[i].Outcome, errs[i])
+		}
+	}
+	t.Logf("%d grace replays, %d superseded, %d revoked", n-superseded-revoked, superseded, revoked)
+	// The first T after the rotation of S revokes; those after it find the
+	// family revoked.
+	if superseded > 1 || (revoked > 0 && superseded == 0) {
+		t.Errorf("%d superseded and %d revoked answers, want at most one superseded, and revoked only after it", superseded, revoked)
+	}
+	if superseded == 0 {
+		checkFamily(t, st, g0.Family.ID, "")
+		refresh(t, e, rotated.RefreshToken, session.OutcomeRotated)
+		return
+	}
+	checkFamily(t, st, g0.Family.ID, string(session.ReasonSuperseded))
+	refuse(t, e, rotated.RefreshToken, session.ReasonRevoked)
 }
 
 func testEngineReuseAfterGrace(t *testing.T, s *suite) {

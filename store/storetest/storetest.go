@@ -1,5 +1,6 @@
 // Package storetest is the conformance suite of store.Store: every backend
-// (store/sqlite, store/postgres) runs it unchanged from its own tests.
+// (store/sqlite, store/postgres, store/memstore) runs it unchanged from its
+// own tests.
 //
 //	func TestConformance(t *testing.T) {
 //		storetest.Run(t, storetest.Harness{
