@@ -82,3 +82,28 @@ func (s *Server) originAllowed(r *http.Request, origin string) bool {
 	}
 	return u.Scheme == scheme && strings.EqualFold(u.Host, r.Host)
 }
+
+// presentedRefreshToken returns the refresh token of a JSON API request:
+// the body's refreshToken, or in cookie mode the cookie, after the origin
+// check that cookie authentication needs. A request with neither is 401
+// invalid_grant "unknown".
+func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok string, fromCookie bool, e *apiError) {
+	if body != nil {
+		if *body == "" {
+			return "", false, badRequest("invalid_request", `field "refreshToken" must not be empty`)
+		}
+		return *body, false, nil
+	}
+	c, err := r.Cookie(refreshCookie)
+	if err != nil || c.Value == "" {
+		// Cookie mode with the cookie gone (expired, cleared, or never
+		// set): there is no refresh token to present, which ends the
+		// session as an unknown token does, rather than a malformed
+		// request that the client would keep the session for.
+		return "", false, &apiError{Status: http.StatusUnauthorized, Code: "invalid_grant", Description: string(session.ReasonUnknown)}
+	}
+	if e := s.checkOrigin(r); e != nil {
+		return "", false, e
+	}
+	return c.Value, true, nil
+}

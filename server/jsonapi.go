@@ -146,26 +146,6 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 	s.writeGrant(w, g, fromCookie)
 }
 
-// presentedRefreshToken returns the refresh token of a JSON API request:
-// the body's refreshToken, or in cookie mode the cookie, after the origin
-// check that cookie authentication needs.
-func (s *Server) presentedRefreshToken(r *http.Request, body *string) (tok string, fromCookie bool, e *apiError) {
-	if body != nil {
-		if *body == "" {
-			return "", false, badRequest("invalid_request", `field "refreshToken" must not be empty`)
-		}
-		return *body, false, nil
-	}
-	c, err := r.Cookie(refreshCookie)
-	if err != nil || c.Value == "" {
-		return "", false, badRequest("invalid_request", `field "refreshToken" is required`)
-	}
-	if e := s.checkOrigin(r); e != nil {
-		return "", false, e
-	}
-	return c.Value, true, nil
-}
-
 func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 	var req logoutRequest
 	if r.ContentLength != 0 {

@@ -334,7 +334,7 @@ func TestBadInputIsA4xxAndChangesNothing(t *testing.T) {
 		{"two objects", "POST", "/api/auth/refresh", "application/json", `{} {}`, nil, 400, "invalid_request"},
 		{"wrong type", "POST", "/api/auth/refresh", "application/json", `{"refreshToken":42}`, nil, 400, "invalid_request"},
 		{"wrong type password", "POST", "/api/auth/login", "application/json", `{"username":"alice","password":true}`, nil, 400, "invalid_request"},
-		{"missing refreshToken", "POST", "/api/auth/refresh", "application/json", `{}`, nil, 400, "invalid_request"},
+		{"no refresh token to present", "POST", "/api/auth/refresh", "application/json", `{}`, nil, 401, "invalid_grant"},
 		{"missing password", "POST", "/api/auth/login", "application/json", `{"username":"alice"}`, nil, 400, "invalid_request"},
 		{"missing username", "POST", "/api/auth/login", "application/json", `{"password":"x"}`, nil, 400, "invalid_request"},
 		{"unknown grant", "POST", "/oauth2/token", "application/x-www-form-urlencoded", "grant_type=client_credentials", nil, 400, "unsupported_grant_type"},

@@ -17,6 +17,9 @@ const reasons = {
   no_refresh_token: 'Sign in again.',
   unknown: 'The server does not know this session.',
   no_session: 'Sign in to start a session.',
+  dpop_proof_missing: 'Your refresh token was used without this browser\'s key, so the session was closed to be safe.',
+  dpop_key_mismatch: 'Your refresh token was used with another key, so the session was closed to be safe.',
+  no_dpop_key: 'This browser no longer holds the key of your session; sign in again.',
 };
 
 const stats = { ok: 0, failed: 0, refreshes: 0, adopted: 0, reauth: 0 };
@@ -176,6 +179,7 @@ function showLogin(message) {
   note.hidden = !message;
   note.textContent = message || '';
   $('cookie-mode').checked = pref('mode', 'bearer') === 'cookie';
+  $('dpop-mode').checked = pref('dpop', 'off') === 'on';
   $('username').focus();
 }
 
@@ -185,7 +189,8 @@ function showApp() {
   $('app-view').hidden = false;
   $('who').hidden = false;
   $('mode').textContent =
-    client.info.mode === 'cookie' ? 'access token in localStorage, refresh token in an HttpOnly cookie' : 'both tokens in localStorage';
+    (client.info.mode === 'cookie' ? 'access token in localStorage, refresh token in an HttpOnly cookie' : 'both tokens in localStorage') +
+    (client.tokens()?.tokenType === 'DPoP' ? ', bound to a DPoP key in IndexedDB' : '');
   $('tab').textContent = short(client.info.tabId);
   showTokenFacts();
 }
@@ -199,6 +204,7 @@ function makeClient() {
   const heartbeat = pref('heartbeat', 'off') === 'on' ? 5000 : 0;
   client = createClient({
     mode,
+    dpop: pref('dpop', 'off') === 'on',
     key: 'demo',
     heartbeat,
     onReauthRequired(err) {
@@ -325,15 +331,17 @@ function wire() {
     const err = $('login-error');
     err.hidden = true;
     const mode = $('cookie-mode').checked ? 'cookie' : 'bearer';
-    if (mode !== client.info.mode) {
+    const dpop = $('dpop-mode').checked;
+    if (mode !== client.info.mode || dpop !== client.info.dpop) {
       setPref('mode', mode);
+      setPref('dpop', dpop ? 'on' : 'off');
       makeClient();
     }
     $('login-button').disabled = true;
     try {
       await client.login($('username').value, $('password').value);
       $('password').value = '';
-      log(`Signed in (${mode === 'cookie' ? 'cookie mode' : 'bearer mode'})`, 'ok');
+      log(`Signed in (${mode === 'cookie' ? 'cookie mode' : 'bearer mode'}${dpop ? ', DPoP' : ''})`, 'ok');
       showApp();
     } catch (e) {
       err.textContent =

@@ -15,6 +15,46 @@ export interface StorageAdapter {
   shared?: boolean;
 }
 
+/**
+ * A DPoP key as the client keeps it: the thumbprint, the public JWK and
+ * the non-extractable private CryptoKey.
+ */
+export interface DPoPKeyRecord {
+  /** The RFC 7638 thumbprint of the key (the `jkt` the server binds the session to). */
+  readonly jkt: string;
+  /** The public key: kty EC, crv P-256, x, y; never a private member. */
+  readonly jwk: { kty: 'EC'; crv: 'P-256'; x: string; y: string };
+  /** The private key, made with extractable false: it signs but cannot be read. */
+  readonly privateKey: CryptoKey;
+  /** When it was made, ms since the epoch. */
+  readonly createdAt?: number;
+}
+
+/**
+ * Where the DPoP key is kept. The default is IndexedDB (database
+ * "silentrefresh", object store "dpop-keys"), which every tab of the
+ * origin shares and which keeps a CryptoKey non-extractable. The methods
+ * may return promises.
+ */
+export interface DPoPKeyStore {
+  /** The record stored under name, or null. */
+  get(name: string): DPoPKeyRecord | null | Promise<DPoPKeyRecord | null>;
+  /** Stores the record under name, replacing any. */
+  set(name: string, record: DPoPKeyRecord): void | Promise<void>;
+  /** Removes the record under name; with jkt, only if it is that key. */
+  remove(name: string, jkt?: string): void | Promise<void>;
+  /** Releases what the store holds open (optional). */
+  close?(): void;
+}
+
+/** The dpop option in full. */
+export interface DPoPOptions {
+  /** Where the key is kept. Default: IndexedDB. */
+  keyStore?: DPoPKeyStore;
+  /** The WebCrypto to use. Default: globalThis.crypto (a secure context). */
+  crypto?: Crypto;
+}
+
 /** The parts of navigator.locks the client uses. */
 export interface LockManagerLike {
   request<T>(
@@ -50,6 +90,20 @@ export interface ClientOptions {
    * setTokens (after your server's own login flow). Not with mode 'cookie'.
    */
   oauth2?: OAuth2Options;
+  /**
+   * DPoP (RFC 9449): bind the session to a key pair made here with
+   * WebCrypto (ECDSA P-256, the private key non-extractable) and kept in
+   * IndexedDB, so that every tab signs with the same key and a reload keeps
+   * the session. Every login makes a new key; the login, every refresh and
+   * every request the client attaches a token to carry a fresh proof
+   * (`Authorization: DPoP <token>` plus a `DPoP` header); server nonces
+   * (DPoP-Nonce) are remembered per origin, with one retry when a server
+   * asks for one. Logout removes the key. A stolen refresh token is then
+   * useless without the key, and presenting it without a proof revokes the
+   * session. JSON API only (bearer or cookie mode), not with oauth2.
+   * Default false.
+   */
+  dpop?: boolean | DPoPOptions;
   /** Names the session: storage key, lock and channel are "silentrefresh:<key>". Default "default". */
   key?: string;
   /**
@@ -135,6 +189,8 @@ export interface Tokens {
   readonly refreshExpiresAt: number | null;
   /** Absent in cookie mode. */
   readonly refreshToken?: string;
+  /** With DPoP: the thumbprint of the key the tokens are bound to (tokenType "DPoP"). */
+  readonly jkt?: string;
 }
 
 export interface RequestEvent {
@@ -224,6 +280,8 @@ export interface SilentRefreshClient {
     crossTab: boolean;
     heartbeat: number;
     tabId: string;
+    /** Whether the client signs DPoP proofs. */
+    dpop: boolean;
     /** The oauth2 option with its endpoints resolved, or null for the JSON API. */
     oauth2: Readonly<Required<OAuth2Options>> | null;
   }>;
@@ -239,8 +297,10 @@ export class ReauthRequiredError extends Error {
   readonly name: 'ReauthRequiredError';
   /**
    * The server's error_description when it is one word ("unknown",
-   * "revoked", "expired", "superseded", "reused"), else "invalid_grant";
-   * or "no_session", "no_refresh_token", "logout".
+   * "revoked", "expired", "superseded", "reused", "dpop_proof_missing",
+   * "dpop_key_mismatch"), else "invalid_grant"; or "no_session",
+   * "no_refresh_token", "no_dpop_key" (a DPoP-bound session whose key is
+   * gone from the key store: nothing can prove it), "logout".
    */
   readonly reason: string;
   /** The server's error_description, as sent ('' if none). */

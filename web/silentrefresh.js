@@ -13,7 +13,8 @@
 //
 // It speaks the seed's JSON API (bearer or cookie mode), or with the oauth2
 // option any RFC 6749 token endpoint; setTokens adopts a session begun
-// elsewhere. When a session is over and when a token is stale is one rule
+// elsewhere. With the dpop option the session is bound to a non-extractable
+// key kept in IndexedDB (RFC 9449), and every call carries a proof of it. When a session is over and when a token is stale is one rule
 // for this client and the Go client: docs/API.md.
 //
 // No dependencies, no build step: import it as an ES module.
@@ -35,7 +36,8 @@ const DEFAULT_PATHS = Object.freeze({
 export class ReauthRequiredError extends Error {
   /**
    * @param {string} reason why: "unknown", "revoked", "expired", "superseded",
-   *   "reused", "invalid_grant", "no_session", "no_refresh_token", "logout"
+   *   "reused", "invalid_grant", "no_session", "no_refresh_token",
+   *   "no_dpop_key", "logout"
    * @param {{cause?: unknown, description?: string}} [options]
    */
   constructor(reason, options = {}) {
@@ -202,6 +204,7 @@ function view(s) {
     refreshExpiresAt: s.refreshExpiresAt ?? null,
   };
   if (s.refreshToken) v.refreshToken = s.refreshToken;
+  if (s.jkt) v.jkt = s.jkt;
   return Object.freeze(v);
 }
 
@@ -234,6 +237,217 @@ const FORM = 'application/x-www-form-urlencoded';
 // into an Authorization header; and an RFC 9110 token.
 const TOKEN_CHARS = /^[\x21-\x7e]{1,16384}$/;
 const SCHEME_CHARS = /^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,64}$/;
+
+// ---------------------------------------------------------------------------
+// DPoP (RFC 9449): proofs of a key that never leaves the browser
+
+const utf8 = new TextEncoder();
+
+function b64url(buf) {
+  const b = buf instanceof Uint8Array ? buf : new Uint8Array(buf);
+  let s = '';
+  for (let i = 0; i < b.length; i++) s += String.fromCharCode(b[i]);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const b64urlJSON = (v) => b64url(utf8.encode(JSON.stringify(v)));
+
+/**
+ * The htu of a proof for a request to url (RFC 9449 sections 4.2 and 4.3):
+ * scheme, host and path, without query or fragment, in the normal form of
+ * RFC 3986 section 6.2.2 (the URL parser lower-cases scheme and host, drops
+ * the default port and removes dot segments; percent-encodings are made
+ * upper case, and decoded where they stand for unreserved characters).
+ */
+function dpopHTU(url) {
+  const u = new URL(url);
+  const path = (u.pathname || '/').replace(/%([0-9a-fA-F]{2})/g, (_, h) => {
+    const c = String.fromCharCode(parseInt(h, 16));
+    return /[A-Za-z0-9\-._~]/.test(c) ? c : `%${h.toUpperCase()}`;
+  });
+  return `${u.protocol}//${u.host}${path}`;
+}
+
+/** The RFC 7638 thumbprint of an EC public key. */
+async function jwkThumbprint(subtle, jwk) {
+  const canonical = `{"crv":"${jwk.crv}","kty":"${jwk.kty}","x":"${jwk.x}","y":"${jwk.y}"}`;
+  return b64url(await subtle.digest('SHA-256', utf8.encode(canonical)));
+}
+
+const IDB_NAME = 'silentrefresh';
+const IDB_STORE = 'dpop-keys';
+
+/**
+ * The default key store: IndexedDB, database "silentrefresh", object store
+ * "dpop-keys", one record per session key. IndexedDB keeps a CryptoKey as
+ * the browser made it, non-extractable, and every tab of the origin reads
+ * the same records.
+ */
+function indexedDBKeyStore(idb) {
+  let dbp = null;
+  const open = () =>
+    (dbp ??= new Promise((resolve, reject) => {
+      const r = idb.open(IDB_NAME, 1);
+      r.onupgradeneeded = () => r.result.createObjectStore(IDB_STORE);
+      r.onsuccess = () => {
+        const db = r.result;
+        db.onversionchange = () => {
+          db.close();
+          dbp = null;
+        };
+        resolve(db);
+      };
+      r.onerror = () => {
+        dbp = null;
+        reject(r.error);
+      };
+    }));
+  const tx = async (mode, fn) => {
+    const db = await open();
+    return new Promise((resolve, reject) => {
+      const t = db.transaction(IDB_STORE, mode);
+      let out;
+      fn(t.objectStore(IDB_STORE), (v) => (out = v));
+      t.oncomplete = () => resolve(out);
+      t.onerror = () => reject(t.error);
+      t.onabort = () => reject(t.error);
+    });
+  };
+  return {
+    get: (name) =>
+      tx('readonly', (st, set) => {
+        const r = st.get(name);
+        r.onsuccess = () => set(r.result ?? null);
+      }),
+    set: (name, record) => tx('readwrite', (st) => st.put(record, name)),
+    // In one transaction, so that a key another tab has just stored for a
+    // new session is not removed with the old one.
+    remove: (name, jkt) =>
+      tx('readwrite', (st) => {
+        const r = st.get(name);
+        r.onsuccess = () => {
+          if (r.result && (jkt == null || r.result.jkt === jkt)) st.delete(name);
+        };
+      }),
+    close() {
+      if (dbp) dbp.then((db) => db.close()).catch(() => {});
+      dbp = null;
+    },
+  };
+}
+
+/** A record of the key store: {jkt, jwk, privateKey}, or null for anything else. */
+function keyRecord(r) {
+  if (!r || typeof r.jkt !== 'string' || !r.jwk || typeof r.jwk.x !== 'string' || typeof r.jwk.y !== 'string') return null;
+  if (!r.privateKey || typeof r.privateKey !== 'object') return null;
+  return r;
+}
+
+/**
+ * The DPoP side of one client: makes the key pair, keeps it in the key
+ * store under name, signs proofs with it, and remembers the nonce each
+ * origin asked for (RFC 9449 section 8). opts: {keyStore, crypto} of the
+ * dpop option.
+ */
+function dpopProver(opts, name, now) {
+  const o = opts === true ? {} : opts;
+  if (typeof o !== 'object' || o === null) throw new TypeError('silentrefresh: dpop must be true or {keyStore, crypto}');
+  const c = o.crypto ?? globalThis.crypto;
+  const subtle = c?.subtle;
+  if (!subtle || typeof c.getRandomValues !== 'function') {
+    throw new TypeError('silentrefresh: dpop needs WebCrypto (crypto.subtle: a secure context, https or localhost)');
+  }
+  let keys = o.keyStore;
+  if (keys == null) {
+    if (!globalThis.indexedDB) throw new TypeError('silentrefresh: dpop needs IndexedDB to keep its key; pass dpop.keyStore');
+    keys = indexedDBKeyStore(globalThis.indexedDB);
+  } else if (typeof keys.get !== 'function' || typeof keys.set !== 'function' || typeof keys.remove !== 'function') {
+    throw new TypeError('silentrefresh: dpop.keyStore must be {get, set, remove}');
+  }
+
+  let cached = null; // the record this tab signs with, as last read or made
+  let loading = null; // the read of the key store in progress
+  let hashed = null; // {token, ath}: the access token hashed last
+  const nonces = new Map(); // origin -> the last DPoP-Nonce it sent
+
+  function jti() {
+    const b = new Uint8Array(16);
+    c.getRandomValues(b);
+    return b64url(b);
+  }
+
+  async function ath(token) {
+    if (hashed?.token !== token) hashed = { token, ath: b64url(await subtle.digest('SHA-256', utf8.encode(token))) };
+    return hashed.ath;
+  }
+
+  return {
+    /** A new key pair, not stored yet: a login stores it once it succeeded. */
+    async create() {
+      const kp = await subtle.generateKey({ name: 'ECDSA', namedCurve: 'P-256' }, false, ['sign', 'verify']);
+      const pub = await subtle.exportKey('jwk', kp.publicKey);
+      const jwk = { kty: 'EC', crv: 'P-256', x: pub.x, y: pub.y }; // public members only
+      return { jkt: await jwkThumbprint(subtle, jwk), jwk, privateKey: kp.privateKey, createdAt: now() };
+    },
+    /** Makes rec the key of the session, for every tab. */
+    async store(rec) {
+      await keys.set(name, rec);
+      cached = rec;
+    },
+    /**
+     * The stored key: with jkt, only if it is that key (else null). A
+     * tab reads the store once and then signs from memory.
+     */
+    async key(jkt) {
+      if (cached && (jkt == null || cached.jkt === jkt)) return cached;
+      loading ??= Promise.resolve(keys.get(name))
+        .then((r) => (cached = keyRecord(r)))
+        .finally(() => {
+          loading = null;
+        });
+      const r = await loading;
+      return r && (jkt == null || r.jkt === jkt) ? r : null;
+    },
+    /** Forgets the key here; with remove, also in the store (only the key jkt, when given). */
+    async drop(jkt, remove) {
+      if (jkt == null || cached?.jkt === jkt) cached = null;
+      if (remove) await keys.remove(name, jkt);
+    },
+    /** A fresh proof for a request; ath is bound to accessToken when given. */
+    async proof(rec, method, url, accessToken) {
+      const claims = { jti: jti(), htm: method, htu: dpopHTU(url), iat: Math.floor(now() / 1000) };
+      if (accessToken) claims.ath = await ath(accessToken);
+      const nonce = nonces.get(new URL(url).origin);
+      if (nonce) claims.nonce = nonce;
+      const input = `${b64urlJSON({ typ: 'dpop+jwt', alg: 'ES256', jwk: rec.jwk })}.${b64urlJSON(claims)}`;
+      const sig = await subtle.sign({ name: 'ECDSA', hash: 'SHA-256' }, rec.privateKey, utf8.encode(input));
+      return `${input}.${b64url(sig)}`;
+    },
+    /** Remembers the nonce an answer sends for its origin; reports whether it sent one. */
+    learn(url, res) {
+      const n = res.headers.get('DPoP-Nonce');
+      if (!n || !TOKEN_CHARS.test(n) || n.length > 1024) return false;
+      nonces.set(new URL(url).origin, n);
+      return true;
+    },
+    close() {
+      keys.close?.();
+    },
+  };
+}
+
+/** Whether a resource's 401 asks for a proof with its nonce (RFC 9449 section 9). */
+function resourceAsksNonce(res) {
+  if (res.status !== 401 || !res.headers.get('DPoP-Nonce')) return false;
+  return /(^|[\s,])DPoP\s[^]*?error="?use_dpop_nonce\b/i.test(res.headers.get('WWW-Authenticate') || '');
+}
+
+/** Whether a token endpoint's answer asks for a proof with its nonce (RFC 9449 section 8). */
+function tokenEndpointAsksNonce(res, data) {
+  return res.status >= 400 && res.status < 500 && data?.error === 'use_dpop_nonce' && !!res.headers.get('DPoP-Nonce');
+}
+
+const isDPoP = (s) => /^dpop$/i.test(s?.tokenType ?? '');
 
 // ---------------------------------------------------------------------------
 // Wire formats: how a refresh and a logout are asked for, and how a token
@@ -359,6 +573,8 @@ export function createClient(options = {}) {
   const doc = options.document === undefined ? globalThis.document : options.document;
   const win = options.window === undefined ? (typeof window !== 'undefined' ? window : undefined) : options.window;
   const tabId = randomId();
+  if (options.dpop && oauth2) throw new TypeError('silentrefresh: dpop is for the JSON API (bearer or cookie mode), not oauth2');
+  const prover = options.dpop ? dpopProver(options.dpop, storageKey, now) : null;
 
   // State. JavaScript runs one task at a time, so plain variables are safe;
   // what needs care is the interleaving at every await.
@@ -454,7 +670,7 @@ export function createClient(options = {}) {
     const s = {
       v: 1,
       accessToken: g.accessToken,
-      tokenType: g.tokenType || 'Bearer',
+      tokenType: isDPoP(g) ? 'DPoP' : g.tokenType || 'Bearer',
       obtainedAt: t,
       // No expires_in (RFC 6749 only recommends it): only a 401 ends the token.
       expiresAt: expiresIn == null ? Number.MAX_SAFE_INTEGER : t + expiresIn * 1000,
@@ -550,7 +766,7 @@ export function createClient(options = {}) {
    * Forgets the tokens and, once per lost session, tells the application.
    * wipe: also clear the shared store and tell the other tabs.
    */
-  function endSession(reason, wipe, description = '') {
+  function endSession(reason, wipe, description = '', jkt = undefined) {
     const err = new ReauthRequiredError(reason, { description });
     epoch++;
     endedAt = now();
@@ -561,6 +777,9 @@ export function createClient(options = {}) {
       Promise.resolve(clearStore()).catch(() => {});
       announce({ type: 'ended', reason, description });
     }
+    // The session's DPoP key signs nothing more: gone from memory, and
+    // from the key store when this tab wipes the session.
+    if (prover) prover.drop(jkt ?? had?.jkt, wipe).catch(() => {});
     if (had || !notified) emit('reauth', { reason });
     if (!notified) {
       notified = true;
@@ -619,8 +838,13 @@ export function createClient(options = {}) {
         // has run out with the refresh token's lifetime.
         if (s && !cookie && !s.refreshToken) throw endSession('no_refresh_token', true);
         if (s && cookie && s.refreshExpiresAt != null && now() >= s.refreshExpiresAt) throw endSession('expired', true);
+        // A DPoP-bound session (and a cookie with no tokens here, which
+        // this client's login bound) refreshes only with a proof of its
+        // key: without one the server would revoke it as stolen.
+        const rec = prover ? await prover.key(s?.jkt ?? null) : null;
+        if (prover && !rec && (isDPoP(s) || !s)) throw endSession('no_dpop_key', true);
         emit('refresh', { id, phase: 'start', at: now() });
-        const s2 = await exchange(s, id, e0);
+        const s2 = await exchange(s, id, e0, rec);
         // Logged out (here or in another tab) while the call was out: the
         // new tokens belong to a session that is over.
         if (epoch !== e0) throw new ReauthRequiredError('logout');
@@ -666,22 +890,32 @@ export function createClient(options = {}) {
    * answer: a timeout or a reply that broke off), "network", "temporary"
    * (429, 5xx) or "permanent" (any other 4xx, a malformed reply).
    */
-  async function callTokenEndpoint(s) {
+  async function callTokenEndpoint(s, rec) {
     const [url, init] = wire.refreshRequest(s);
-    const sig = timeoutSignal(refreshTimeout);
-    if (sig) init.signal = sig;
     let res;
-    try {
-      res = await getFetch()(url, init);
-    } catch (e) {
-      const timeout = e?.name === 'TimeoutError';
-      return { kind: timeout ? 'unanswered' : 'network', fail: { message: timeout ? 'timeout' : 'network error', cause: e } };
+    let data;
+    for (let attempt = 0; ; attempt++) {
+      const sig = timeoutSignal(refreshTimeout);
+      if (sig) init.signal = sig;
+      try {
+        if (rec) init.headers.DPoP = await prover.proof(rec, 'POST', url);
+        res = await getFetch()(url, init);
+      } catch (e) {
+        const timeout = e?.name === 'TimeoutError';
+        return { kind: timeout ? 'unanswered' : 'network', fail: { message: timeout ? 'timeout' : 'network error', cause: e } };
+      }
+      if (rec) prover.learn(url, res);
+      const body = await readBody(res);
+      if (body.lost) return { kind: 'unanswered', fail: { message: 'the answer broke off', cause: body.lost, status: res.status } };
+      data = body.data;
+      // Asked for a server nonce: once more, with the nonce just learnt.
+      if (!(rec && attempt === 0 && tokenEndpointAsksNonce(res, data))) break;
     }
-    const { data, lost } = await readBody(res);
-    if (lost) return { kind: 'unanswered', fail: { message: 'the answer broke off', cause: lost, status: res.status } };
     if (res.ok) {
       const s2 = stateFromGrant(wire.grant(data));
       if (!s2) return { kind: 'permanent', fail: { message: 'malformed reply', status: res.status } };
+      if (isDPoP(s2) && !rec) return { kind: 'permanent', fail: { message: 'a DPoP-bound token for a request without a proof', status: res.status } };
+      if (isDPoP(s2)) s2.jkt = rec.jkt;
       if (!cookie && !s2.refreshToken && s?.refreshToken) s2.refreshToken = s.refreshToken; // a server that does not rotate
       return { state: s2 };
     }
@@ -703,12 +937,12 @@ export function createClient(options = {}) {
    * 5xx up to maxRetries times with backoff, honouring Retry-After. The
    * whole refresh stays within twice refreshTimeout.
    */
-  async function exchange(s, id, e0) {
+  async function exchange(s, id, e0, rec) {
     const deadline = now() + 2 * refreshTimeout;
     let retries = 0;
     let lostRetried = false;
     for (let attempt = 1; ; attempt++) {
-      const r = await callTokenEndpoint(s);
+      const r = await callTokenEndpoint(s, rec);
       if (r.state) return r.state;
       if (r.kind === 'invalid_grant') {
         // A tab without the lock (or an old version) may have rotated the
@@ -718,7 +952,7 @@ export function createClient(options = {}) {
         const d = r.fail.description;
         const reason = /^[a-z_]{1,32}$/.test(d) ? d : 'invalid_grant';
         const stillOurs = !again || cookie || again.refreshToken === s?.refreshToken;
-        throw endSession(reason, stillOurs, d);
+        throw endSession(reason, stillOurs, d, rec?.jkt);
       }
       let delay = -1;
       if (r.kind === 'unanswered' && !lostRetried) {
@@ -772,9 +1006,47 @@ export function createClient(options = {}) {
     return abortable(refresh(used), signal);
   }
 
-  function send(req, s) {
+  /** Sends req with the credentials of s: a DPoP-bound token goes with a fresh proof of its key. */
+  async function send(req, s) {
+    if (prover && isDPoP(s)) {
+      let rec = await prover.key(s.jkt ?? null);
+      if (!rec) {
+        // Another tab may have begun a new session (a new key) meanwhile:
+        // go on with it. Otherwise the key is gone, and with it the session.
+        const again = await readStore();
+        rec = again && again.accessToken !== s.accessToken && isDPoP(again) ? await prover.key(again.jkt ?? null) : null;
+        if (!rec) throw endSession('no_dpop_key', !again || again.accessToken === s.accessToken);
+        s = adopt(again, 'store');
+      }
+      req.headers.set('Authorization', `DPoP ${s.accessToken}`);
+      req.headers.set('DPoP', await prover.proof(rec, req.method, req.url, s.accessToken));
+      const res = await getFetch()(req);
+      prover.learn(req.url, res);
+      return res;
+    }
     req.headers.set('Authorization', `${s.tokenType || 'Bearer'} ${s.accessToken}`);
     return getFetch()(req);
+  }
+
+  /** Frees the body of an answer that is not handed on. */
+  async function discard(res) {
+    try {
+      await res.body?.cancel();
+    } catch {
+      // Already read or errored: nothing to free.
+    }
+  }
+
+  /**
+   * send, and once more with a fresh proof when a DPoP resource answers
+   * with a use_dpop_nonce challenge (RFC 9449 section 9). next() gives
+   * another copy of the request for the second call.
+   */
+  async function sendWithNonce(req, s, next) {
+    const res = await send(req, s);
+    if (!(prover && isDPoP(s) && resourceAsksNonce(res))) return res;
+    await discard(res);
+    return send(next(), s);
   }
 
   async function silentFetch(input, init) {
@@ -792,17 +1064,20 @@ export function createClient(options = {}) {
       const signal = req.signal;
       waited = inflight != null || isStale(current);
       let s = await tokenFor(signal);
-      const spare = req.clone();
-      let res = await send(req, s);
+      // One copy of the request for each call it may take: this one, a
+      // nonce retry (DPoP), the replay after a refresh, its nonce retry.
+      let spare = req.clone();
+      const next = () => {
+        const r = spare;
+        spare = r.clone();
+        return r;
+      };
+      let res = await sendWithNonce(req, s, next);
       if (res.status === 401) {
-        try {
-          await res.body?.cancel();
-        } catch {
-          // Already read or errored: nothing to free.
-        }
+        await discard(res);
         s = await tokenAfter401(s, signal);
         replayed = true;
-        res = await send(spare, s);
+        res = await sendWithNonce(next(), s, next);
       }
       emit('request', { ...info, phase: 'end', status: res.status, endedAt: now(), replayed, waited });
       return res;
@@ -815,9 +1090,11 @@ export function createClient(options = {}) {
   // --- login / logout ----------------------------------------------------
 
   /** Makes s the session of every tab: a login, or tokens from elsewhere. */
-  async function begin(s, source) {
+  async function begin(s, source, rec = null) {
     await withLock(async () => {
       gen++; // under the lock: a refresh holding it finishes (and is overwritten) first
+      // The key first: a tab that sees the tokens finds their key.
+      if (rec) await prover.store(rec);
       await writeStore(s);
       adopt(s, source);
       notified = false;
@@ -852,21 +1129,32 @@ export function createClient(options = {}) {
   /** Posts a login or an exchange and begins the session it answers. */
   async function signIn(name, body, source) {
     if (cookie) body.cookie = true;
+    // With DPoP every sign-in gets a new key, kept only if it succeeds.
+    const rec = prover ? await prover.create() : null;
+    const url = endpoint(name);
     let res;
-    try {
-      res = await getFetch()(endpoint(name), jsonPost(body));
-    } catch (e) {
-      throw new LoginError('network', { cause: e });
+    let data;
+    for (let attempt = 0; ; attempt++) {
+      const init = jsonPost(body);
+      try {
+        if (rec) init.headers.DPoP = await prover.proof(rec, 'POST', url);
+        res = await getFetch()(url, init);
+      } catch (e) {
+        throw new LoginError('network', { cause: e });
+      }
+      if (rec) prover.learn(url, res);
+      data = await readJSON(res);
+      if (!(rec && attempt === 0 && tokenEndpointAsksNonce(res, data))) break;
     }
-    const data = await readJSON(res);
     if (!res.ok) {
       const retryAfter = Number(res.headers.get('Retry-After') || 0);
       const code = res.status === 429 ? 'rate_limited' : data?.error || (res.status >= 500 ? 'server_error' : 'rejected');
       throw new LoginError(code, { status: res.status, retryAfter });
     }
     const s = stateFromGrant(wire.grant(data));
-    if (!s) throw new LoginError('malformed_reply', { status: res.status });
-    return begin(s, source);
+    if (!s || (isDPoP(s) && !rec)) throw new LoginError('malformed_reply', { status: res.status });
+    if (isDPoP(s)) s.jkt = rec.jkt;
+    return begin(s, source, rec);
   }
 
   /** Adopts a session begun elsewhere (another library's login, a server-side exchange). */
@@ -909,6 +1197,19 @@ export function createClient(options = {}) {
     announce({ type: 'ended', reason: 'logout' });
     emit('logout', { everywhere });
     const call = wire.logoutRequest(s, everywhere);
+    if (prover) {
+      // A DPoP-bound access token revokes only with a proof of its key;
+      // then the key goes, here and in the key store.
+      const rec = await prover.key(s?.jkt ?? null).catch(() => null);
+      const headers = call?.[1].headers;
+      if (headers?.Authorization && isDPoP(s)) {
+        if (rec) {
+          headers.Authorization = `DPoP ${s.accessToken}`;
+          headers.DPoP = await prover.proof(rec, 'POST', call[0], s.accessToken);
+        } else delete headers.Authorization;
+      }
+      await prover.drop(s?.jkt ?? rec?.jkt, true).catch(() => {});
+    }
     if (!call) return false; // no revocation endpoint: the server was not told
     try {
       const res = await getFetch()(...call);
@@ -1024,7 +1325,8 @@ export function createClient(options = {}) {
         return view(await refresh(s));
       } catch (e) {
         if (isReauthRequired(e)) return null;
-        // Cookie mode with nothing here: the server's 400 says it saw no cookie.
+        // Cookie mode with nothing here: a server before the 401 for a
+        // missing cookie answers 400 for it.
         if (!s && cookie && e instanceof RefreshError && e.status === 400) return null;
         throw e;
       }
@@ -1048,10 +1350,20 @@ export function createClient(options = {}) {
     close() {
       closed = true;
       for (const c of cleanups.splice(0)) c();
+      prover?.close();
       listeners.clear();
     },
     /** The options in force, for display. */
-    info: Object.freeze({ mode, key, baseUrl, crossTab, heartbeat: heartbeatInterval, tabId, oauth2: oauth2 ? Object.freeze({ ...oauth2 }) : null }),
+    info: Object.freeze({
+      mode,
+      key,
+      baseUrl,
+      crossTab,
+      heartbeat: heartbeatInterval,
+      tabId,
+      dpop: prover != null,
+      oauth2: oauth2 ? Object.freeze({ ...oauth2 }) : null,
+    }),
   });
   return client;
 }

@@ -43,9 +43,10 @@ export async function poll(fn, what, timeoutMs = 15_000, everyMs = 25) {
 
 /**
  * Builds (unless SILENTREFRESH_BIN names a binary) and starts the server
- * with a 2 s access token, a fresh database and one user.
+ * with a 2 s access token, a fresh database and one user; args are more
+ * flags of serve (--require-dpop, ...).
  */
-export async function startServer({ accessTTL = '2s', grace = '10s' } = {}) {
+export async function startServer({ accessTTL = '2s', grace = '10s', args = [] } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'silentrefresh-web-'));
   let bin = process.env.SILENTREFRESH_BIN;
   if (!bin) {
@@ -66,7 +67,7 @@ export async function startServer({ accessTTL = '2s', grace = '10s' } = {}) {
   const logs = [];
   const proc = spawn(
     bin,
-    ['serve', '--addr', `127.0.0.1:${port}`, '--db', db, '--access-ttl', accessTTL, '--grace', grace, '--log-level', 'warn'],
+    ['serve', '--addr', `127.0.0.1:${port}`, '--db', db, '--access-ttl', accessTTL, '--grace', grace, '--log-level', 'warn', ...args],
     { stdio: ['ignore', 'pipe', 'pipe'] },
   );
   const keep = (b) => {

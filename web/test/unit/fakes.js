@@ -180,7 +180,8 @@ export class FakeServer {
         status,
         headers: { 'Content-Type': 'application/json', ...headers },
       });
-    const bearerOK = () => auth && auth.startsWith('Bearer ') && this.access.has(auth.slice(7)) && !this.revoked;
+    // DPoP-scheme tokens too: dpop.test.js checks their proofs in front of this.
+    const bearerOK = () => auth && /^(Bearer|DPoP) /.test(auth) && this.access.has(auth.slice(auth.indexOf(' ') + 1)) && !this.revoked;
     switch (url.pathname) {
       case '/api/auth/login':
         this.calls.login++;
