@@ -8,6 +8,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // caller is the client of a token, revocation or introspection request.
@@ -134,3 +135,20 @@ func (s *Server) failClient(w http.ResponseWriter, r *http.Request, err error) {
 // clientAuthMethods are the token_endpoint_auth_methods of RFC 8414: "none"
 // for public clients, then those of confidential clients.
 var clientAuthMethods = []string{"none", "client_secret_basic", "client_secret_post"}
+
+// refreshTokenClient returns the client_id of the confidential client
+// whose session refreshToken belongs to, or "" when it is not one (a
+// public session, or no such token). Only that client, authenticated, may
+// revoke it (RFC 7009 section 2.1).
+func (s *Server) refreshTokenClient(r *http.Request, refreshToken string) (string, error) {
+	info, err := s.store.LookupToken(r.Context(), token.HashRefreshToken(refreshToken))
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case info.Attributes.ConfidentialClient:
+		return info.Family.ClientID, nil
+	}
+	return "", nil
+}

@@ -121,13 +121,21 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if _, err := s.authenticateClient(r, form); err != nil {
+	cl, err := s.authenticateClient(r, form)
+	if err != nil {
 		s.failClient(w, r, err)
 		return
 	}
 	tok := form["token"]
 	if tok == "" {
 		writeError(w, badRequest("invalid_request", "token is required"))
+		return
+	}
+	if owner, err := s.refreshTokenClient(r, tok); err != nil {
+		s.internalError(w, r, err)
+		return
+	} else if owner != "" && !(cl.Authenticated && cl.ID == owner) {
+		writeClientError(w, invalidClient("the token was issued to a confidential client; only that client, authenticated, may revoke it"))
 		return
 	}
 	// token_type_hint is only a hint (section 2.1): both kinds are tried,
