@@ -103,3 +103,19 @@ func hostOfHop(hop string) string {
 	}
 	return strings.Trim(hop, "[]")
 }
+
+// limitKey is the key of a client address in the login limits: an IPv4
+// address itself, an IPv6 address its /64, which one host or customer
+// usually holds whole (so rotating the low bits buys no fresh budget).
+// Anything that is no address is its own key.
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if ip = ip.Unmap().WithZone(""); ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
+}
