@@ -91,7 +91,7 @@ func (s *Server) authenticateClient(r *http.Request, form map[string]string) (ca
 	case c.Confidential() && !hasSecret:
 		return caller{}, invalidClient("client %q is confidential and must authenticate (HTTP Basic or client_secret)", id)
 	case c.Confidential() && !c.Verify(secret):
-		s.log.Warn("client authentication failed", "client_id", id, "remote", s.clientAddr(r))
+		s.clientRefusals.note(refusalKey{limit: "wrong_secret", user: id, remote: s.clientAddr(r)})
 		return caller{}, invalidClient("client authentication failed for %q", id)
 	case c.Confidential():
 		return caller{ID: id, Client: c, Authenticated: true}, nil
