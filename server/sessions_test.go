@@ -260,6 +260,7 @@ func TestSessionCapConcurrent(t *testing.T) {
 	e := newEnv(t, func(c *server.Config) {
 		c.MaxSessionsPerUser = 4
 		c.LoginLimit = server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+		c.PasswordHashes = 24 // every login hashes at once: the cap is under test, not the hash bound
 	})
 	const n = 24
 	var wg sync.WaitGroup
