@@ -152,3 +152,22 @@ func (s *Server) refreshTokenClient(r *http.Request, refreshToken string) (strin
 	}
 	return "", nil
 }
+
+// confidentialOwner returns clientID when it names a registered
+// confidential client, else "": the owner an access token's revocation
+// needs (RFC 7009 section 2.1).
+func (s *Server) confidentialOwner(r *http.Request, clientID string) (string, error) {
+	if clientID == "" || clientID == session.PublicClientID {
+		return "", nil
+	}
+	c, err := s.store.Client(r.Context(), clientID)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case c.Confidential():
+		return clientID, nil
+	}
+	return "", nil
+}
