@@ -43,6 +43,10 @@ func (i Issuer) check() error {
 	if i.Name == "" {
 		return errors.New("assertion: a trusted issuer needs a name")
 	}
+	if strings.Contains(i.Name, "|") {
+		// Subjects are NAME|sub: "a|b" would share the namespace of "a".
+		return fmt.Errorf("assertion: trusted issuer %q: a name cannot hold '|', the separator of session subjects", i.Name)
+	}
 	if i.Keys == nil {
 		return fmt.Errorf("assertion: trusted issuer %q has no keys", i.Name)
 	}

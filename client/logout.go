@@ -47,7 +47,7 @@ func (c *Client) LogoutEverywhere(ctx context.Context) error {
 	}
 	var rerr error
 	if st := c.cur.Load(); st.tok.RefreshToken != "" {
-		if err := r.RevokeEverywhere(ctx, st.tok.RefreshToken); err != nil {
+		if err := r.RevokeEverywhere(withProver(ctx, c.prover), st.tok.RefreshToken); err != nil {
 			rerr = fmt.Errorf("client: logout everywhere: %w", err)
 		}
 	} else {

@@ -52,3 +52,22 @@ func TestRealServerLogoutEverywhere(t *testing.T) {
 		t.Errorf("after an unsupported LogoutEverywhere: %d %v", status, err)
 	}
 }
+
+// TestRealServerLogoutEverywhereDPoP: a client with a DPoP key logs out
+// everywhere with a proof of its key, which the server requires of a bound
+// session's refresh token.
+func TestRealServerLogoutEverywhereDPoP(t *testing.T) {
+	rs := newRealServer(t, server.Config{AccessTTL: time.Minute})
+	c1 := dpopLogin(t, rs, client.JSONAPI(rs.URL), nil, client.Config{})
+	c2 := rs.login(t, client.Config{})
+	other, err := c2.Token(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c1.LogoutEverywhere(t.Context()); err != nil {
+		t.Fatalf("LogoutEverywhere: %v", err)
+	}
+	if _, err := client.JSONAPI(rs.URL).Refresh(t.Context(), other.RefreshToken); !errors.Is(err, client.ErrInvalidGrant) {
+		t.Errorf("refreshing the other session: %v", err)
+	}
+}

@@ -104,7 +104,7 @@ func (a *adminAPI) authenticate(next http.Handler) http.Handler {
 				Description: "an admin token is required: Authorization: Bearer <token>"})
 			return
 		}
-		wait, refund := a.guesses.reserve(a.s.clientAddr(r))
+		wait, refund := a.guesses.reserve(limitKey(a.s.clientAddr(r)))
 		if refund == nil {
 			a.auth.WithLabelValues("throttled").Inc()
 			writeError(w, &apiError{Status: http.StatusTooManyRequests, Code: "rate_limited",

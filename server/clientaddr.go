@@ -10,10 +10,12 @@ import (
 // clientAddr is the address of the client that sent r, the key of the
 // per-address login limits and the "remote" of log lines. It is the host
 // of the request's peer, unless that peer is one of Config.TrustedProxies:
-// then it is the rightmost hop of the Forwarded (RFC 7239) or, without
-// one, X-Forwarded-For header that is not a trusted proxy itself. What a
-// client writes in those headers counts for nothing unless a trusted proxy
-// passed it on, and then only left of the hops it appended.
+// then it is the rightmost hop of the Forwarded (RFC 7239) or
+// X-Forwarded-For header that is not a trusted proxy itself; when both
+// headers are present and name different clients, it is the peer's, for
+// a proxy writes one of them and the client may have written the other.
+// What a client writes in those headers counts for nothing unless a
+// trusted proxy passed it on, and then only left of the hops it appended.
 func (s *Server) clientAddr(r *http.Request) string {
 	peer := remoteHost(r.RemoteAddr)
 	if len(s.cfg.TrustedProxies) == 0 {
@@ -23,7 +25,22 @@ func (s *Server) clientAddr(r *http.Request) string {
 	if err != nil || !s.trustedProxy(ip) {
 		return peer
 	}
-	hops := forwardedHops(r.Header)
+	fwd, xff := forwardedHops(r.Header)
+	if fwd == nil {
+		return s.hopsClient(peer, xff)
+	}
+	addr := s.hopsClient(peer, fwd)
+	if xff != nil && s.hopsClient(peer, xff) != addr {
+		// A proxy writes one of the two; the other came from the
+		// client, and which is which cannot be told.
+		return peer
+	}
+	return addr
+}
+
+// hopsClient is the rightmost of hops that is not a trusted proxy, peer
+// when there is none.
+func (s *Server) hopsClient(peer string, hops []string) string {
 	addr := peer
 	for i := len(hops) - 1; i >= 0; i-- {
 		hop, err := netip.ParseAddr(hops[i])
@@ -62,25 +79,22 @@ func remoteHost(remote string) string {
 }
 
 // forwardedHops returns the client addresses the proxies recorded, the
-// client first: the "for" parameters of the Forwarded headers if there
-// are any, else the X-Forwarded-For lists, each hop with its port and
-// brackets removed. A Forwarded element without "for" is an empty hop.
-func forwardedHops(h http.Header) []string {
-	var hops []string
-	if fwd := h.Values("Forwarded"); len(fwd) > 0 {
-		for _, line := range fwd {
-			for _, elem := range strings.Split(line, ",") {
-				hops = append(hops, forwardedFor(elem))
-			}
+// client first: the "for" parameters of the Forwarded headers, and the
+// X-Forwarded-For lists, each hop with its port and brackets removed, nil
+// for a header that is absent. A Forwarded element without "for" is an
+// empty hop.
+func forwardedHops(h http.Header) (fwd, xff []string) {
+	for _, line := range h.Values("Forwarded") {
+		for _, elem := range strings.Split(line, ",") {
+			fwd = append(fwd, forwardedFor(elem))
 		}
-		return hops
 	}
 	for _, line := range h.Values("X-Forwarded-For") {
 		for _, hop := range strings.Split(line, ",") {
-			hops = append(hops, hostOfHop(strings.TrimSpace(hop)))
+			xff = append(xff, hostOfHop(strings.TrimSpace(hop)))
 		}
 	}
-	return hops
+	return fwd, xff
 }
 
 // forwardedFor returns the "for" of one Forwarded element, e.g.
@@ -102,4 +116,20 @@ func hostOfHop(hop string) string {
 		return host
 	}
 	return strings.Trim(hop, "[]")
+}
+
+// limitKey is the key of a client address in the login limits: an IPv4
+// address itself, an IPv6 address its /64, which one host or customer
+// usually holds whole (so rotating the low bits buys no fresh budget).
+// Anything that is no address is its own key.
+func limitKey(addr string) string {
+	ip, err := netip.ParseAddr(addr)
+	if err != nil {
+		return addr
+	}
+	if ip = ip.Unmap().WithZone(""); ip.Is4() {
+		return ip.String()
+	}
+	p, _ := ip.Prefix(64)
+	return p.String()
 }

@@ -49,7 +49,7 @@ func TestClientAddrBehindTrustedProxies(t *testing.T) {
 		{"only trusted hops", "10.0.0.2:80", []string{"X-Forwarded-For", "10.1.1.1"}, "10.1.1.1"},
 		{"garbage hop", "10.0.0.2:80", []string{"X-Forwarded-For", "1.2.3.4, not-an-ip"}, "10.0.0.2"},
 		{"IPv6 trusted proxy, Forwarded", "[2001:db8:f::1]:443", []string{"Forwarded", `for=1.2.3.4, for="[2001:db8:cafe::17]:4711";proto=https`}, "2001:db8:cafe::17"},
-		{"Forwarded wins over X-Forwarded-For", "10.0.0.2:80", []string{"Forwarded", "for=198.51.100.2", "X-Forwarded-For", "198.51.100.1"}, "198.51.100.2"},
+		{"Forwarded and X-Forwarded-For disagree", "10.0.0.2:80", []string{"Forwarded", "for=198.51.100.2", "X-Forwarded-For", "198.51.100.1"}, "10.0.0.2"},
 		{"Forwarded element without for", "10.0.0.2:80", []string{"Forwarded", "for=1.2.3.4, proto=https"}, "10.0.0.2"},
 		{"IPv4 hop with a port", "10.0.0.2:80", []string{"Forwarded", `for="198.51.100.3:1234"`}, "198.51.100.3"},
 		{"IPv4-mapped trusted peer", "[::ffff:10.0.0.2]:80", []string{"X-Forwarded-For", "198.51.100.1"}, "198.51.100.1"},

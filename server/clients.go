@@ -8,6 +8,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
+	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // caller is the client of a token, revocation or introspection request.
@@ -90,7 +91,7 @@ func (s *Server) authenticateClient(r *http.Request, form map[string]string) (ca
 	case c.Confidential() && !hasSecret:
 		return caller{}, invalidClient("client %q is confidential and must authenticate (HTTP Basic or client_secret)", id)
 	case c.Confidential() && !c.Verify(secret):
-		s.log.Warn("client authentication failed", "client_id", id, "remote", s.clientAddr(r))
+		s.clientRefusals.note(refusalKey{limit: "wrong_secret", user: id, remote: s.clientAddr(r)})
 		return caller{}, invalidClient("client authentication failed for %q", id)
 	case c.Confidential():
 		return caller{ID: id, Client: c, Authenticated: true}, nil
@@ -134,3 +135,39 @@ func (s *Server) failClient(w http.ResponseWriter, r *http.Request, err error) {
 // clientAuthMethods are the token_endpoint_auth_methods of RFC 8414: "none"
 // for public clients, then those of confidential clients.
 var clientAuthMethods = []string{"none", "client_secret_basic", "client_secret_post"}
+
+// refreshTokenClient returns the client_id of the confidential client
+// whose session refreshToken belongs to, or "" when it is not one (a
+// public session, or no such token). Only that client, authenticated, may
+// revoke it (RFC 7009 section 2.1).
+func (s *Server) refreshTokenClient(r *http.Request, refreshToken string) (string, error) {
+	info, err := s.store.LookupToken(r.Context(), token.HashRefreshToken(refreshToken))
+	switch {
+	case errors.Is(err, session.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case info.Attributes.ConfidentialClient:
+		return info.Family.ClientID, nil
+	}
+	return "", nil
+}
+
+// confidentialOwner returns clientID when it names a registered
+// confidential client, else "": the owner an access token's revocation
+// needs (RFC 7009 section 2.1).
+func (s *Server) confidentialOwner(r *http.Request, clientID string) (string, error) {
+	if clientID == "" || clientID == session.PublicClientID {
+		return "", nil
+	}
+	c, err := s.store.Client(r.Context(), clientID)
+	switch {
+	case errors.Is(err, registry.ErrNotFound):
+		return "", nil
+	case err != nil:
+		return "", err
+	case c.Confidential():
+		return clientID, nil
+	}
+	return "", nil
+}

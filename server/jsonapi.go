@@ -168,6 +168,14 @@ func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
 			writeError(w, e)
 			return
 		}
+		if owner, err := s.refreshTokenClient(r, rt); err != nil {
+			s.internalError(w, r, err)
+			return
+		} else if owner != "" {
+			// This API authenticates no client: revoke at /oauth2/revoke.
+			writeError(w, &apiError{Status: http.StatusUnauthorized, Code: "invalid_grant", Description: string(session.ReasonClientMismatch)})
+			return
+		}
 		if err := s.engine.Logout(r.Context(), rt); err != nil {
 			s.internalError(w, r, err)
 			return

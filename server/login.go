@@ -94,7 +94,7 @@ var overloaded = &apiError{Status: http.StatusServiceUnavailable, Code: "tempora
 func (s *Server) authenticate(r *http.Request, username, password, clientID string) (Identity, error) {
 	addr := s.clientAddr(r)
 	tag := s.userTag(username)
-	res, limit, wait := s.limits.reserve(username, addr)
+	res, limit, wait := s.limits.reserve(username, limitKey(addr))
 	if res == nil {
 		s.metrics.logins.WithLabelValues(loginRateLimited).Inc()
 		s.refusals.note(refusalKey{limit: limit, user: tag, remote: addr})

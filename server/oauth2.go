@@ -121,7 +121,8 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if _, err := s.authenticateClient(r, form); err != nil {
+	cl, err := s.authenticateClient(r, form)
+	if err != nil {
 		s.failClient(w, r, err)
 		return
 	}
@@ -130,12 +131,30 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, badRequest("invalid_request", "token is required"))
 		return
 	}
+	if owner, err := s.refreshTokenClient(r, tok); err != nil {
+		s.internalError(w, r, err)
+		return
+	} else if owner != "" && !(cl.Authenticated && cl.ID == owner) {
+		writeClientError(w, invalidClient("the token was issued to a confidential client; only that client, authenticated, may revoke it"))
+		return
+	}
 	// token_type_hint is only a hint (section 2.1): both kinds are tried,
 	// whatever it says.
 	if claims, err := s.verifier.Verify(r.Context(), tok); err == nil {
-		if err := s.engine.RevokeSession(r.Context(), claims.SessionID, "revoked"); err != nil {
+		if owner, err := s.confidentialOwner(r, claims.ClientID); err != nil {
 			s.internalError(w, r, err)
 			return
+		} else if owner != "" && !(cl.Authenticated && cl.ID == owner) {
+			writeClientError(w, invalidClient("the token was issued to a confidential client; only that client, authenticated, may revoke it"))
+			return
+		}
+		// A DPoP-bound access token comes with no proof here: as at the
+		// JSON API's logout, it ends nothing.
+		if claims.KeyThumbprint == "" {
+			if err := s.engine.RevokeSession(r.Context(), claims.SessionID, "revoked"); err != nil {
+				s.internalError(w, r, err)
+				return
+			}
 		}
 	} else if err := s.engine.Logout(r.Context(), tok); err != nil {
 		s.internalError(w, r, err)

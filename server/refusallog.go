@@ -22,6 +22,10 @@ const maxRefusalKeys = 1000
 type refusalLog struct {
 	log   *slog.Logger
 	every time.Duration
+	// msg is the message of its lines, "logins rate limited" if empty;
+	// limit and user the names of the attributes of refusalKey.limit and
+	// .user in them, "limit" and "user" if empty.
+	msg, limit, user string
 
 	mu        sync.Mutex // guards counts and scheduled
 	counts    map[refusalKey]int
@@ -64,8 +68,9 @@ func (l *refusalLog) flush() {
 	slices.SortFunc(keys, func(a, b refusalKey) int {
 		return cmp.Or(cmp.Compare(a.limit, b.limit), cmp.Compare(a.user, b.user), cmp.Compare(a.remote, b.remote))
 	})
+	msg, limit, user := cmp.Or(l.msg, "logins rate limited"), cmp.Or(l.limit, "limit"), cmp.Or(l.user, "user")
 	for _, k := range keys {
-		l.log.Warn("logins rate limited", "limit", k.limit, "user", k.user, "remote", k.remote,
+		l.log.Warn(msg, limit, k.limit, user, k.user, "remote", k.remote,
 			"count", counts[k], "interval", l.every)
 	}
 }

@@ -151,6 +151,9 @@ type Server struct {
 	assertionTotal *prometheus.CounterVec
 	// adminHandler serves the admin listener; nil without AdminToken.
 	adminHandler http.Handler
+
+	// clientRefusals aggregates the failed client authentications.
+	clientRefusals *refusalLog
 }
 
 // New returns a Server over cfg.Store. On first start it creates the
@@ -237,6 +240,8 @@ func New(ctx context.Context, cfg Config) (*Server, error) {
 		refusals: &refusalLog{log: cfg.Logger, every: refusalLogInterval},
 		userTag:  newUserTagger(),
 	}
+	s.clientRefusals = &refusalLog{log: cfg.Logger, every: refusalLogInterval,
+		msg: "client authentication failed", limit: "reason", user: "client_id"}
 	s.assertionTotal = newAssertionMetric(cfg.Registry)
 	if s.assertions, err = newAssertionValidator(cfg); err != nil {
 		return nil, fmt.Errorf("server: %w", err)

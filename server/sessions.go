@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/admin"
@@ -125,7 +126,12 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request, body *
 			writeError(w, e)
 			return
 		}
-		n, err := s.engine.LogoutEverywhere(r.Context(), rt)
+		jkt, err := s.tokenProof(w, r)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		n, err := s.engine.LogoutEverywhere(r.Context(), rt, jkt)
 		var ge *session.GrantError
 		switch {
 		case errors.As(err, &ge):
@@ -141,22 +147,22 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request, body *
 		s.loggedOutEverywhere(w, n)
 		return
 	}
-	raw, err := bearer.Parse(r.Header.Get("Authorization"))
-	if err != nil {
-		writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
-		return
-	}
-	claims, err := s.verifier.Verify(r.Context(), raw)
-	if err != nil {
-		bearer.Refuse(w, err)
-		return
-	}
-	if err := s.CheckSession(r.Context(), claims.SessionID); err != nil {
-		if !s.answerUnavailable(w, err) {
-			bearer.Refuse(w, errors.Join(bearer.ErrSessionEnded, err))
+	auth := r.Header.Get("Authorization")
+	if scheme, _, _ := strings.Cut(auth, " "); !strings.EqualFold(scheme, "DPoP") {
+		if _, err := bearer.Parse(auth); err != nil {
+			writeError(w, badRequest("invalid_request", `logout needs {"refreshToken"} in the body or an Authorization: Bearer header`))
+			return
 		}
-		return
 	}
+	// requireBearer checks the session, and a DPoP-bound token's proof:
+	// a copied bound token must not end every session of its user.
+	s.requireBearer(http.HandlerFunc(s.logoutSubjectOfAccessToken)).ServeHTTP(w, r)
+}
+
+// logoutSubjectOfAccessToken revokes every session of the user of the
+// access token that requireBearer admitted.
+func (s *Server) logoutSubjectOfAccessToken(w http.ResponseWriter, r *http.Request) {
+	claims, _ := bearer.ClaimsFrom(r.Context())
 	n, err := s.engine.RevokeSubject(r.Context(), claims.Subject, "logout")
 	if err != nil {
 		s.internalError(w, r, err)

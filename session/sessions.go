@@ -39,21 +39,38 @@ func (e *Engine) RevokeSubject(ctx context.Context, subject, reason string) (int
 // good for a refresh (its family live, and the token not yet rotated or
 // inside the grace window); any other token is refused with a *GrantError
 // and revokes nothing, so that a stolen old token cannot end the owner's
-// other sessions.
-func (e *Engine) LogoutEverywhere(ctx context.Context, refreshToken string) (int64, error) {
+// other sessions. keyThumbprint is the jkt of the request's DPoP proof, ""
+// for none: a family bound to a key needs a proof of that key
+// (ReasonProofMissing, ReasonKeyMismatch). The family of a confidential
+// client is refused too (ReasonClientMismatch): this call authenticates no
+// client, and that family's token is useless without the client's secret.
+func (e *Engine) LogoutEverywhere(ctx context.Context, refreshToken, keyThumbprint string) (int64, error) {
 	if refreshToken == "" {
 		return 0, &GrantError{Reason: ReasonUnknown}
+	}
+	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(refreshToken))
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return 0, &GrantError{Reason: ReasonUnknown}
+	case err != nil:
+		return 0, fmt.Errorf("session: logout everywhere: %w", err)
+	case info.Attributes.ConfidentialClient:
+		return 0, &GrantError{Reason: ReasonClientMismatch, SessionID: info.Family.ID}
 	}
 	now := e.now()
 	var (
 		refusal Reason
 		fam     Family
 	)
-	err := e.store.Exchange(ctx, token.HashRefreshToken(refreshToken), func(c Chain) (Change, error) {
+	err = e.store.Exchange(ctx, token.HashRefreshToken(refreshToken), func(c Chain) (Change, error) {
 		refusal, fam = "", c.Family
 		switch {
 		case c.Family.Revoked():
 			refusal = ReasonRevoked
+		case c.Family.KeyThumbprint != "" && keyThumbprint == "":
+			refusal = ReasonProofMissing
+		case c.Family.KeyThumbprint != "" && c.Family.KeyThumbprint != keyThumbprint:
+			refusal = ReasonKeyMismatch
 		case !now.Before(c.Token.ExpiresAt) || !now.Before(c.Family.ExpiresAt):
 			refusal = ReasonExpired
 		case c.Token.Consumed() && (e.cfg.Grace <= 0 || now.After(c.Token.ConsumedAt.Add(e.cfg.Grace))):
