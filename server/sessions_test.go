@@ -260,6 +260,7 @@ func TestSessionCapConcurrent(t *testing.T) {
 	e := newEnv(t, func(c *server.Config) {
 		c.MaxSessionsPerUser = 4
 		c.LoginLimit = server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+		c.PasswordHashes = 24 // every login hashes at once, whatever the cores
 	})
 	const n = 24
 	var wg sync.WaitGroup
@@ -294,6 +295,7 @@ func TestDisableRacesLogins(t *testing.T) {
 	for round := range 5 {
 		e := newEnv(t, func(c *server.Config) {
 			c.LoginLimit = server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+			c.PasswordHashes = 16 // every login hashes at once, whatever the cores
 		})
 		const n = 16
 		var wg sync.WaitGroup
