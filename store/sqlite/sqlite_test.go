@@ -166,6 +166,38 @@ func TestErrorsAfterClose(t *testing.T) {
 	}
 }
 
+// TestPingBesideAWriteBatch: while a write batch holds the writer
+// connection and the write lock, Ping still answers, through a reader. A
+// health check does not queue behind writes.
+func TestPingBesideAWriteBatch(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "p.db"))
+	defer s.Close()
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.write(context.Background(), "hold", func(ctx context.Context, tx *batchTx) (error, error) {
+			if _, err := tx.exec(ctx, qRevoke, "held", micros(time.Now()), "no-such-family"); err != nil {
+				return nil, err
+			}
+			close(holding)
+			<-release
+			return nil, nil
+		})
+		done <- err
+	}()
+	<-holding
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.Ping(ctx)
+	cancel()
+	close(release)
+	if err != nil {
+		t.Errorf("Ping while a batch holds the writer: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the holding batch: %v", err)
+	}
+}
+
 // TestNoPlaintextAtRest logs in and refreshes through the engine, then
 // looks for every refresh token handed out, as text and as its decoded
 // bytes, in the database file and its write-ahead log.
