@@ -10,7 +10,7 @@
 // exchanges, logins and revocations are committed in groups: one
 // transaction, one savepoint per request, one fsync per group (batch.go).
 //
-// Durability: a transaction that Exchange, CreateFamily or RevokeFamily
+// Durability: a transaction that Exchange, CreateFamilyCapped or RevokeFamily
 // reports as committed survives the process being killed (kill -9) and, with
 // synchronous=FULL, also the machine losing power, since every commit syncs
 // the write-ahead log. synchronous=NORMAL would survive kill -9 too but may

@@ -124,7 +124,7 @@ func TestTimesAreMicroseconds(t *testing.T) {
 	at := time.Date(2030, 1, 1, 0, 0, 0, 123456789, time.UTC) // nanoseconds are dropped
 	f := session.Family{ID: "f", Subject: "s", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
 	tok := session.RefreshToken{Hash: storetest.Hash("t"), FamilyID: "f", IssuedAt: at, ExpiresAt: at.Add(time.Hour)}
-	if err := s.CreateFamily(ctx, f, tok); err != nil {
+	if _, err := s.CreateFamilyCapped(ctx, f, tok, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	var typ string
