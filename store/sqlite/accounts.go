@@ -258,19 +258,5 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time,
 // DeleteSpentTokens removes consumed tokens past their idle expiry, in
 // batches of deleteBatch, each its own short transaction.
 func (s *Store) DeleteSpentTokens(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		res, err := s.ws.exec(ctx, nil, qDeleteSpent, before.UnixMicro(), deleteBatch)
-		if err != nil {
-			return total, wrap("delete spent tokens", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, wrap("delete spent tokens", err)
-		}
-		total += n
-		if n < deleteBatch {
-			return total, nil
-		}
-	}
+	return s.deleteInBatches(ctx, "delete spent tokens", qDeleteSpent, before)
 }

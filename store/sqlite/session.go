@@ -247,17 +247,22 @@ func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []
 // given instant, with their tokens, in batches, and returns how many
 // families it removed.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
+	return s.deleteInBatches(ctx, "delete expired", qDeleteExpired, before)
+}
+
+// deleteInBatches runs the DELETE q, whose arguments are an instant and a
+// row limit, one short transaction of at most deleteBatch rows at a time
+// until one deletes fewer, and returns how many rows it deleted.
+func (s *Store) deleteInBatches(ctx context.Context, what, q string, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := s.ws.exec(ctx, nil, qDeleteExpired,
-			before.UnixMicro(), deleteBatch,
-		)
+		res, err := s.ws.exec(ctx, nil, q, before.UnixMicro(), deleteBatch)
 		if err != nil {
-			return total, wrap("delete expired", err)
+			return total, wrap(what, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return total, wrap("delete expired", err)
+			return total, wrap(what, err)
 		}
 		total += n
 		if n < deleteBatch {
