@@ -64,7 +64,7 @@ func TestOperator(t *testing.T) {
 	}
 	f := session.Family{ID: token.NewID(), Subject: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	first := session.RefreshToken{Hash: token.HashRefreshToken("rt"), FamilyID: f.ID, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-	if err := st.CreateFamily(ctx, f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	if ss, err := op.Sessions(ctx, "alice"); err != nil || len(ss) != 1 || ss[0].ID != f.ID {
@@ -84,7 +84,7 @@ func TestOperator(t *testing.T) {
 	// revoked by disabling again.
 	g := session.Family{ID: token.NewID(), Subject: u.ID, CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 	gt := session.RefreshToken{Hash: token.HashRefreshToken("rt2"), FamilyID: g.ID, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-	if err := st.CreateFamily(ctx, g, gt); err != nil {
+	if _, err := st.CreateFamilyCapped(ctx, g, gt, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	if res, err := op.DisableUser(ctx, "alice"); err != nil || !res.Changed || res.Revoked != 1 {

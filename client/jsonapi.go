@@ -56,7 +56,13 @@ func (r *JSONAPIRefresher) Login(ctx context.Context, username, password string)
 
 // Revoke ends the session of refreshToken (POST /api/auth/logout).
 func (r *JSONAPIRefresher) Revoke(ctx context.Context, refreshToken string) error {
-	resp, err := r.post(ctx, "/api/auth/logout", map[string]string{"refreshToken": refreshToken})
+	return r.logout(ctx, map[string]any{"refreshToken": refreshToken})
+}
+
+// logout posts body to /api/auth/logout; any answer but a 2xx is a
+// *RetrieveError.
+func (r *JSONAPIRefresher) logout(ctx context.Context, body map[string]any) error {
+	resp, err := r.post(ctx, "/api/auth/logout", body)
 	if err != nil {
 		return err
 	}

@@ -22,15 +22,7 @@ type EverywhereRevoker interface {
 // would not refresh any more (a *RetrieveError with invalid_grant), so
 // that an old stolen token cannot end the owner's sessions.
 func (r *JSONAPIRefresher) RevokeEverywhere(ctx context.Context, refreshToken string) error {
-	resp, err := r.post(ctx, "/api/auth/logout", map[string]any{"refreshToken": refreshToken, "all": true})
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		return retrieveError(resp)
-	}
-	return nil
+	return r.logout(ctx, map[string]any{"refreshToken": refreshToken, "all": true})
 }
 
 // LogoutEverywhere ends every session of the user at the server, those of

@@ -4,10 +4,8 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"path"
 	"strings"
@@ -320,24 +318,7 @@ func (a *adminAPI) revokeSession(w http.ResponseWriter, r *http.Request) {
 // decodeStrict is decodeJSON that also refuses fields the endpoint does
 // not know, so that a misspelt field is an error rather than ignored.
 func decodeStrict(w http.ResponseWriter, r *http.Request, dst any) *apiError {
-	if r.ContentLength > maxBodyBytes {
-		return jsonError(&http.MaxBytesError{Limit: maxBodyBytes})
-	}
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(dst); err != nil {
-		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
-			return badRequest("invalid_request", "unknown field %s", f)
-		}
-		return jsonError(err)
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		if tooLarge(err) {
-			return jsonError(err)
-		}
-		return badRequest("invalid_request", "request body must hold a single JSON object")
-	}
-	return nil
+	return decodeBody(w, r, dst, true)
 }
 
 // emptyBody refuses a request body other than none or an empty JSON

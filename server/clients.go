@@ -132,6 +132,33 @@ func (s *Server) failClient(w http.ResponseWriter, r *http.Request, err error) {
 	s.internalError(w, r, err)
 }
 
+// clientForm reads the form of a request to the token, introspection or
+// revocation endpoint and authenticates its client. When either fails it
+// has answered the request, and ok is false.
+func (s *Server) clientForm(w http.ResponseWriter, r *http.Request) (form map[string]string, cl caller, ok bool) {
+	form, e := readForm(w, r)
+	if e != nil {
+		writeError(w, e)
+		return nil, caller{}, false
+	}
+	cl, err := s.authenticateClient(r, form)
+	if err != nil {
+		s.failClient(w, r, err)
+		return nil, caller{}, false
+	}
+	return form, cl, true
+}
+
+// formToken is the token parameter of an introspection or revocation
+// request (RFC 7662 section 2.1, RFC 7009 section 2.1).
+func formToken(form map[string]string) (string, *apiError) {
+	tok := form["token"]
+	if tok == "" {
+		return "", badRequest("invalid_request", "token is required")
+	}
+	return tok, nil
+}
+
 // clientAuthMethods are the token_endpoint_auth_methods of RFC 8414: "none"
 // for public clients, then those of confidential clients.
 var clientAuthMethods = []string{"none", "client_secret_basic", "client_secret_post"}

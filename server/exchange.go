@@ -67,55 +67,22 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if req.Assertion == nil || *req.Assertion == "" {
-		writeError(w, badRequest("invalid_request", `field "assertion" is required`))
+	if e := requiredField("assertion", req.Assertion); e != nil {
+		writeError(w, e)
 		return
 	}
 	if e := (caller{}).checkScope(req.Scope); e != nil {
 		writeError(w, e)
 		return
 	}
-	if req.Cookie {
-		if e := s.checkOrigin(r); e != nil {
-			writeError(w, e)
-			return
+	s.openJSONSession(w, r, req.Cookie, func(jkt string) (session.Grant, error) {
+		g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope, jkt)
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Code == "invalid_grant" {
+			ae.Status = http.StatusUnauthorized // as the JSON API's refresh answers it
 		}
-	}
-	jkt, err := s.loginProof(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope, jkt)
-	var ae *apiError
-	if errors.As(err, &ae) && ae.Code == "invalid_grant" {
-		ae.Status = http.StatusUnauthorized // as the JSON API's refresh answers it
-	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeGrant(w, g, req.Cookie)
-}
-
-// jwtBearerGrant is RFC 7523 section 2.1 at the token endpoint.
-func (s *Server) jwtBearerGrant(w http.ResponseWriter, r *http.Request, form map[string]string, cl caller, scope string) {
-	raw := form["assertion"]
-	if raw == "" {
-		writeError(w, badRequest("invalid_request", "the jwt-bearer grant needs assertion"))
-		return
-	}
-	jkt, err := s.loginProof(w, r)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	g, err := s.exchange(r, raw, cl, scope, jkt)
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeOAuth2Grant(w, g)
+		return g, err
+	})
 }
 
 // exchange validates an assertion and opens its session. Its errors are

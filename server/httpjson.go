@@ -8,6 +8,7 @@ import (
 	"mime"
 	"net/http"
 	"strconv"
+	"strings"
 )
 
 // maxBodyBytes bounds every request body; larger bodies get 413.
@@ -63,12 +64,22 @@ func writeError(w http.ResponseWriter, e *apiError) {
 // data (400), each with a message that names the problem. The Content-Type
 // is not checked: a body that is not JSON fails as malformed JSON.
 func decodeJSON(w http.ResponseWriter, r *http.Request, dst any) *apiError {
+	return decodeBody(w, r, dst, false)
+}
+
+// decodeBody is decodeJSON, and with strict decodeStrict.
+func decodeBody(w http.ResponseWriter, r *http.Request, dst any, strict bool) *apiError {
 	if r.ContentLength > maxBodyBytes {
 		return jsonError(&http.MaxBytesError{Limit: maxBodyBytes})
 	}
-	body := http.MaxBytesReader(w, r.Body, maxBodyBytes)
-	dec := json.NewDecoder(body)
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	if strict {
+		dec.DisallowUnknownFields()
+	}
 	if err := dec.Decode(dst); err != nil {
+		if f, ok := strings.CutPrefix(err.Error(), "json: unknown field "); ok {
+			return badRequest("invalid_request", "unknown field %s", f)
+		}
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); err != io.EOF {

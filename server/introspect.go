@@ -14,23 +14,17 @@ import (
 // answered; anything revoked, expired, unknown or malformed is
 // {"active":false}, whatever token_type_hint says.
 func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
-	form, e := readForm(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	cl, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.failClient(w, r, err)
+	form, cl, ok := s.clientForm(w, r)
+	if !ok {
 		return
 	}
 	if !cl.Authenticated {
 		writeClientError(w, invalidClient("introspection needs a registered confidential client (HTTP Basic or client_secret)"))
 		return
 	}
-	tok := form["token"]
-	if tok == "" {
-		writeError(w, badRequest("invalid_request", "token is required"))
+	tok, e := formToken(form)
+	if e != nil {
+		writeError(w, e)
 		return
 	}
 	if c, err := s.verifier.Verify(r.Context(), tok); err == nil {

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"cmp"
 	"errors"
 	"net/http"
 	"strings"
@@ -40,31 +41,53 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if req.Username == nil || *req.Username == "" {
-		writeError(w, badRequest("invalid_request", `field "username" is required`))
+	if e := cmp.Or(requiredField("username", req.Username), requiredField("password", req.Password)); e != nil {
+		writeError(w, e)
 		return
 	}
-	if req.Password == nil || *req.Password == "" {
-		writeError(w, badRequest("invalid_request", `field "password" is required`))
-		return
+	s.openJSONSession(w, r, req.Cookie, func(jkt string) (session.Grant, error) {
+		return s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
+	})
+}
+
+// requiredField refuses a JSON body whose string field name is absent or
+// empty.
+func requiredField(name string, v *string) *apiError {
+	if v == nil || *v == "" {
+		return badRequest("invalid_request", "field %q is required", name)
 	}
-	if req.Cookie {
+	return nil
+}
+
+// openJSONSession answers a JSON API request that opens a session (a login
+// or an assertion exchange): in cookie mode the origin check first, then
+// as grantSession.
+func (s *Server) openJSONSession(w http.ResponseWriter, r *http.Request, cookie bool, open func(jkt string) (session.Grant, error)) {
+	if cookie {
 		if e := s.checkOrigin(r); e != nil {
 			writeError(w, e)
 			return
 		}
 	}
+	s.grantSession(w, r, open, func(w http.ResponseWriter, g session.Grant) { s.writeGrant(w, g, cookie) })
+}
+
+// grantSession answers a request that opens a session: it checks the DPoP
+// proof of the request, if any, calls open with the proof key's thumbprint
+// (empty for a bearer session), and writes the grant, or the error as fail
+// does.
+func (s *Server) grantSession(w http.ResponseWriter, r *http.Request, open func(jkt string) (session.Grant, error), write func(http.ResponseWriter, session.Grant)) {
 	jkt, err := s.loginProof(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
+	g, err := open(jkt)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	s.writeGrant(w, g, req.Cookie)
+	write(w, g)
 }
 
 // login authenticates and opens a session with the given scope, bound to

@@ -55,7 +55,7 @@ func loginDefaults(cfg *Config) error {
 	case cfg.PasswordHashes < 0:
 		return fmt.Errorf("server: PasswordHashes %d must not be negative", cfg.PasswordHashes)
 	case cfg.PasswordHashes == 0:
-		cfg.PasswordHashes = runtime.GOMAXPROCS(0)
+		cfg.PasswordHashes = max(1, runtime.GOMAXPROCS(0)-1)
 	}
 	switch {
 	case cfg.PasswordHashWait < 0:

@@ -21,14 +21,8 @@ type oauth2Reply struct {
 }
 
 func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
-	form, e := readForm(w, r)
-	if e != nil {
-		writeError(w, e)
-		return
-	}
-	cl, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.failClient(w, r, err)
+	form, cl, ok := s.clientForm(w, r)
+	if !ok {
 		return
 	}
 	cid, scope := cl.ID, form["scope"]
@@ -43,12 +37,9 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the password grant needs username and password"))
 			return
 		}
-		jkt, err := s.loginProof(w, r)
-		if err != nil {
-			s.fail(w, r, err)
-			return
-		}
-		s.passwordGrant(w, r, username, password, cl, scope, jkt)
+		s.grantSession(w, r, func(jkt string) (session.Grant, error) {
+			return s.passwordGrant(r, username, password, cl, scope, jkt)
+		}, s.writeOAuth2Grant)
 	case "refresh_token":
 		rt := form["refresh_token"]
 		if rt == "" {
@@ -77,7 +68,15 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			s.writeOAuth2Grant(w, g)
 		}
 	case GrantTypeJWTBearer:
-		s.jwtBearerGrant(w, r, form, cl, scope)
+		// RFC 7523 section 2.1.
+		raw := form["assertion"]
+		if raw == "" {
+			writeError(w, badRequest("invalid_request", "the jwt-bearer grant needs assertion"))
+			return
+		}
+		s.grantSession(w, r, func(jkt string) (session.Grant, error) {
+			return s.exchange(r, raw, cl, scope, jkt)
+		}, s.writeOAuth2Grant)
 	case "":
 		writeError(w, badRequest("invalid_request", "grant_type is required"))
 	default:
@@ -87,19 +86,16 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope, jkt string) {
+func (s *Server) passwordGrant(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
 	g, err := s.login(r, username, password, cl, scope, jkt)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")
 	}
-	if err != nil {
-		s.fail(w, r, err)
-		return
-	}
-	s.writeOAuth2Grant(w, g)
+	return g, err
 }
 
+// writeOAuth2Grant answers a grant on the token endpoint.
 func (s *Server) writeOAuth2Grant(w http.ResponseWriter, g session.Grant) {
 	now := g.IssuedAt
 	writeJSON(w, http.StatusOK, oauth2Reply{
@@ -116,19 +112,13 @@ func (s *Server) writeOAuth2Grant(w http.ResponseWriter, g session.Grant) {
 // ends the whole session it belongs to. Unknown and invalid tokens are
 // answered 200 as well (section 2.2).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	form, e := readForm(w, r)
+	form, cl, ok := s.clientForm(w, r)
+	if !ok {
+		return
+	}
+	tok, e := formToken(form)
 	if e != nil {
 		writeError(w, e)
-		return
-	}
-	cl, err := s.authenticateClient(r, form)
-	if err != nil {
-		s.failClient(w, r, err)
-		return
-	}
-	tok := form["token"]
-	if tok == "" {
-		writeError(w, badRequest("invalid_request", "token is required"))
 		return
 	}
 	if owner, err := s.refreshTokenClient(r, tok); err != nil {

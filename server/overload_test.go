@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net/http/httptest"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -203,4 +204,24 @@ func TestRefusalLogCountsPerKeyAndInterval(t *testing.T) {
 			t.Fatalf("next interval: %q", buf.String())
 		}
 	})
+}
+
+// TestPasswordHashesDefault: unset, the hash bound leaves one core to the
+// other requests, and is never below one.
+func TestPasswordHashesDefault(t *testing.T) {
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(0))
+	for _, tc := range []struct{ procs, want int }{{1, 1}, {2, 1}, {3, 2}, {8, 7}} {
+		runtime.GOMAXPROCS(tc.procs)
+		cfg := Config{}
+		if err := loginDefaults(&cfg); err != nil {
+			t.Fatal(err)
+		}
+		if cfg.PasswordHashes != tc.want {
+			t.Errorf("GOMAXPROCS %d: PasswordHashes defaults to %d, want %d", tc.procs, cfg.PasswordHashes, tc.want)
+		}
+	}
+	cfg := Config{PasswordHashes: 5}
+	if err := loginDefaults(&cfg); err != nil || cfg.PasswordHashes != 5 {
+		t.Errorf("PasswordHashes 5 became %d (%v)", cfg.PasswordHashes, err)
+	}
 }

@@ -66,9 +66,10 @@ type Config struct {
 
 	// PasswordHashes bounds the password hashes computed at once; a login
 	// that cannot have one in time is answered 503 temporarily_unavailable
-	// with Retry-After before any hashing. Zero: runtime.GOMAXPROCS(0).
-	// One less leaves a core to the other requests during a login flood,
-	// at the cost of login throughput (see docs/BENCHMARKS.md).
+	// with Retry-After before any hashing. Zero: one less than
+	// runtime.GOMAXPROCS(0), at least 1, which leaves a core to health
+	// checks and refreshes during a login flood at the cost of some login
+	// throughput.
 	PasswordHashes int
 	// PasswordHashWait is the longest a login waits for a hash slot.
 	// Zero: 1s.

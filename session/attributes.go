@@ -53,7 +53,7 @@ type TokenInfo struct {
 // includes it.
 type AttributeStore interface {
 	// PutAttributes stores the attributes of an existing family. The
-	// engine calls it once, right after CreateFamily and before the
+	// engine calls it once, right after CreateFamilyCapped and before the
 	// family's first token leaves the server. An unknown family returns
 	// ErrNotFound.
 	PutAttributes(ctx context.Context, familyID string, a Attributes) error

@@ -3,6 +3,7 @@ package session
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 )
 
@@ -32,6 +33,18 @@ type Family struct {
 // Revoked reports whether the family has been revoked.
 func (f Family) Revoked() bool { return !f.RevokedAt.IsZero() }
 
+// Check reports why a new family cannot be stored: an empty ID, or a zero
+// CreatedAt or ExpiresAt. Every Store refuses such a family.
+func (f Family) Check() error {
+	switch {
+	case f.ID == "":
+		return errors.New("empty family ID")
+	case f.CreatedAt.IsZero() || f.ExpiresAt.IsZero():
+		return errors.New("CreatedAt and ExpiresAt are required")
+	}
+	return nil
+}
+
 // RefreshToken is the stored form of one refresh token. The plaintext is
 // never stored: Hash is its SHA-256.
 type RefreshToken struct {
@@ -50,6 +63,21 @@ type RefreshToken struct {
 
 // Consumed reports whether the token has been exchanged.
 func (t RefreshToken) Consumed() bool { return !t.ConsumedAt.IsZero() }
+
+// Check reports why a token cannot be stored: a hash that is not 32 bytes
+// (SHA-256), a zero IssuedAt or ExpiresAt, or a negative generation. Every
+// Store refuses such a token.
+func (t RefreshToken) Check() error {
+	switch {
+	case len(t.Hash) != 32:
+		return fmt.Errorf("token hash is %d bytes, want 32 (SHA-256)", len(t.Hash))
+	case t.IssuedAt.IsZero() || t.ExpiresAt.IsZero():
+		return errors.New("token IssuedAt and ExpiresAt are required")
+	case t.Generation < 0:
+		return errors.New("token generation is negative")
+	}
+	return nil
+}
 
 // Chain is what a Store reads for one exchange: the presented token, its
 // family and, once the token is consumed, its successor.
@@ -80,11 +108,8 @@ type Change struct {
 // one database. Times are kept to at least microsecond precision and come
 // back in UTC.
 type Store interface {
+	// SubjectStore creates families (CreateFamilyCapped).
 	SubjectStore
-
-	// CreateFamily stores a new family together with its first refresh
-	// token, atomically.
-	CreateFamily(ctx context.Context, f Family, first RefreshToken) error
 
 	// Exchange reads the Chain of the refresh token whose hash is given,
 	// calls decide with it, and applies the Change that decide returns, all

@@ -41,14 +41,17 @@ type Info struct {
 // revoked and the instant is before both its absolute expiry and the idle
 // expiry of its newest token.
 type SubjectStore interface {
-	// CreateFamilyCapped is CreateFamily that also, in the same
-	// transaction, revokes (at f.CreatedAt, with reason) the least recently
-	// refreshed live families of f.Subject so that at most max are live,
-	// the new one included. It returns the IDs it revoked. Calls for one
-	// subject are serialised with one another and with RevokeSubject, in
-	// one process or several, so that concurrent logins cannot exceed the
-	// cap and a login cannot slip past a revocation of every session. A
-	// max of zero or less caps nothing.
+	// CreateFamilyCapped stores a new family together with its first
+	// refresh token and, in the same transaction, revokes (at f.CreatedAt,
+	// with reason) the least recently refreshed live families of f.Subject
+	// so that at most max are live, the new one included. It returns the
+	// IDs it revoked. Calls for one subject are serialised with one another
+	// and with RevokeSubject, in one process or several, so that concurrent
+	// logins cannot exceed the cap and a login cannot slip past a
+	// revocation of every session. A max of zero or less caps nothing: the
+	// family is only stored. A family or token that fails its Check, a
+	// taken family ID or a stored token hash is refused, and nothing is
+	// written.
 	CreateFamilyCapped(ctx context.Context, f Family, first RefreshToken, max int, reason string) (revoked []string, err error)
 
 	// Sessions returns the families of subject that are live at now, most

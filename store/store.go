@@ -24,7 +24,8 @@ type Store interface {
 	registry.Store
 	assertion.ReplayStore
 	Accounts
-	// Ping reports whether the database can be reached.
+	// Ping reports whether the database can be reached. It is the health
+	// check: it must not wait behind the store's own queued writes.
 	Ping(ctx context.Context) error
 	// Close releases the database.
 	Close() error

@@ -12,7 +12,7 @@ const reasons = {
   revoked: 'Your session was revoked.',
   reused: 'A refresh token was used twice, so the session was closed to be safe.',
   expired: 'Your session expired.',
-  superseded: 'Another tab moved the session on; sign in again.',
+  superseded: 'A refresh token had two holders, so the session was closed to be safe; sign in again.',
   invalid_grant: 'The server ended your session.',
   no_refresh_token: 'Sign in again.',
   unknown: 'The server does not know this session.',

@@ -94,7 +94,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 	fs.BoolVar(&f.requireDPoP, "require-dpop", false, "refuse logins without a DPoP proof (RFC 9449); by default a login with a proof binds its session to the client's key and one without opens a bearer session")
 	fs.BoolVar(&f.dpopNonce, "dpop-nonce", false, "make DPoP proofs carry a server nonce (RFC 9449 section 8, DPoP-Nonce header)")
 	fs.Var(&f.trustedProxies, "trusted-proxy", "a reverse proxy, as CIDR or address, whose X-Forwarded-For and Forwarded headers name the client, for the per-address login limits and the log (repeatable; the headers of any other peer are ignored)")
-	fs.IntVar(&f.passwordHashes, "password-hashes", 0, "most password hashes computed at once; logins beyond are answered 503 with Retry-After (0: one per core)")
+	fs.IntVar(&f.passwordHashes, "password-hashes", 0, "most password hashes computed at once; logins beyond are answered 503 with Retry-After (0: one less than the cores, at least 1)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 10*time.Second, "how long to wait for requests in flight at shutdown")
 	f.adopt.register(fs)

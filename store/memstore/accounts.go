@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"sort"
@@ -101,15 +102,9 @@ func (d *db) revokeSubjectLocked(subject string, at time.Time, reason string) in
 
 // CreateFamilyCapped stores a new family with its first token and revokes
 // the least recently refreshed live families of its subject beyond max,
-// under the lock of the data.
+// under the lock of the data. The token's FamilyID is taken from f.
 func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first session.RefreshToken, max int, reason string) ([]string, error) {
-	if f.ID == "" {
-		return nil, errInvalid("create family: empty family ID")
-	}
-	if f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
-		return nil, errInvalid("create family: CreatedAt and ExpiresAt are required")
-	}
-	if err := checkToken(first); err != nil {
+	if err := cmp.Or(f.Check(), first.Check()); err != nil {
 		return nil, fmt.Errorf("memstore: create family: %w", err)
 	}
 	if err := s.lock(ctx); err != nil {

@@ -9,47 +9,6 @@ import (
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
-// CreateFamily stores a new family together with its first refresh token,
-// atomically. The token's FamilyID is taken from f.
-func (s *Store) CreateFamily(ctx context.Context, f session.Family, first session.RefreshToken) error {
-	if f.ID == "" {
-		return errInvalid("create family: empty family ID")
-	}
-	if f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
-		return errInvalid("create family: CreatedAt and ExpiresAt are required")
-	}
-	if err := checkToken(first); err != nil {
-		return fmt.Errorf("memstore: create family: %w", err)
-	}
-	if err := s.lock(ctx); err != nil {
-		return err
-	}
-	defer s.db.mu.Unlock()
-	if _, ok := s.db.families[f.ID]; ok {
-		return fmt.Errorf("memstore: create family %q: ID already exists", f.ID)
-	}
-	if _, ok := s.db.tokens[string(first.Hash)]; ok {
-		return fmt.Errorf("memstore: create family %q: first token already exists", f.ID)
-	}
-	s.db.families[f.ID] = storedFamily(f)
-	first.FamilyID = f.ID
-	s.db.insertLocked(first)
-	return nil
-}
-
-// checkToken rejects a token the SQL stores could not store either.
-func checkToken(t session.RefreshToken) error {
-	switch {
-	case len(t.Hash) != 32:
-		return fmt.Errorf("token hash is %d bytes, want 32 (SHA-256)", len(t.Hash))
-	case t.IssuedAt.IsZero() || t.ExpiresAt.IsZero():
-		return fmt.Errorf("token IssuedAt and ExpiresAt are required")
-	case t.Generation < 0:
-		return fmt.Errorf("token generation is negative")
-	}
-	return nil
-}
-
 // Exchange reads the chain of the token whose hash is given, calls decide
 // and applies its Change while holding the lock of the data, so no other
 // call on any handle runs in between. decide is called at most once, and
@@ -83,7 +42,7 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		case t.Consumed():
 			return errInvalid("exchange: consume of a token already consumed")
 		}
-		if err := checkToken(next); err != nil {
+		if err := next.Check(); err != nil {
 			return fmt.Errorf("memstore: exchange: successor: %w", err)
 		}
 		if _, ok := s.db.tokens[string(next.Hash)]; ok {

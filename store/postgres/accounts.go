@@ -1,6 +1,7 @@
 package postgres
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"time"
@@ -167,6 +168,9 @@ func (s *Store) UpdateUser(ctx context.Context, id string, c store.UserChange) (
 // the least recently refreshed live families of its subject beyond max, in
 // one transaction holding the subject's lock.
 func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first session.RefreshToken, max int, reason string) ([]string, error) {
+	if err := cmp.Or(f.Check(), first.Check()); err != nil {
+		return nil, fmt.Errorf("postgres: create family: %w", err)
+	}
 	var victims []string
 	err := s.inSubjectTx(ctx, "create family", f.Subject, func(ctx context.Context, tx pgx.Tx) error {
 		victims = victims[:0]

@@ -37,7 +37,7 @@ func mkFamily(t *testing.T, s *Store, id string) []byte {
 	t.Helper()
 	f := session.Family{ID: id, Subject: "sub", CreatedAt: t0, ExpiresAt: t0.Add(time.Hour)}
 	tok := session.RefreshToken{Hash: h(id + "/0"), FamilyID: id, IssuedAt: t0, ExpiresAt: t0.Add(time.Hour)}
-	if err := s.CreateFamily(t.Context(), f, tok); err != nil {
+	if _, err := s.CreateFamilyCapped(t.Context(), f, tok, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	return tok.Hash

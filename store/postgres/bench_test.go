@@ -28,7 +28,7 @@ func BenchmarkExchange(b *testing.B) {
 		id := fmt.Sprintf("bench-%d", i)
 		f := session.Family{ID: id, Subject: "s", CreatedAt: base, ExpiresAt: base.Add(time.Hour)}
 		tok := session.RefreshToken{Hash: hashOf(id + "/0"), FamilyID: id, IssuedAt: base, ExpiresAt: base.Add(time.Hour)}
-		if err := s.CreateFamily(b.Context(), f, tok); err != nil {
+		if _, err := s.CreateFamilyCapped(b.Context(), f, tok, 0, ""); err != nil {
 			b.Fatal(err)
 		}
 		heads[i] = tok.Hash

@@ -54,7 +54,7 @@ func newFamily(t *testing.T, s *postgres.Store, id string) (session.Family, sess
 	t.Helper()
 	f := session.Family{ID: id, Subject: "alice", ClientID: "web", CreatedAt: base, ExpiresAt: base.Add(720 * time.Hour)}
 	tok := session.RefreshToken{Hash: hashOf(id + "/0"), FamilyID: id, IssuedAt: base, ExpiresAt: base.Add(168 * time.Hour)}
-	if err := s.CreateFamily(t.Context(), f, tok); err != nil {
+	if _, err := s.CreateFamilyCapped(t.Context(), f, tok, 0, ""); err != nil {
 		t.Fatalf("CreateFamily: %v", err)
 	}
 	return f, tok
@@ -256,7 +256,7 @@ func TestDeleteExpired(t *testing.T) {
 	s, _ := open(t)
 	newFamily(t, s, "old")
 	f := session.Family{ID: "new", Subject: "bob", CreatedAt: base, ExpiresAt: base.Add(10000 * time.Hour)}
-	if err := s.CreateFamily(t.Context(), f, session.RefreshToken{Hash: hashOf("new"), FamilyID: "new", IssuedAt: base, ExpiresAt: base.Add(time.Hour)}); err != nil {
+	if _, err := s.CreateFamilyCapped(t.Context(), f, session.RefreshToken{Hash: hashOf("new"), FamilyID: "new", IssuedAt: base, ExpiresAt: base.Add(time.Hour)}, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	n, err := s.DeleteExpired(t.Context(), base.Add(1000*time.Hour))

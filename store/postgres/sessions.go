@@ -12,26 +12,6 @@ import (
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
-// CreateFamily stores a new family together with its first refresh token,
-// atomically (one statement).
-func (s *Store) CreateFamily(ctx context.Context, f session.Family, first session.RefreshToken) error {
-	const q = `
-WITH f AS (
-	INSERT INTO families (id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt)
-	VALUES ($1, $2, $3, $4, $5, $6, $7, $14)
-	RETURNING id
-)
-INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
-SELECT $8, f.id, $9, $10, $11, $12, $13 FROM f`
-	return s.do(ctx, "create family", false, func(ctx context.Context) error {
-		_, err := s.pool.Exec(ctx, q,
-			f.ID, f.Subject, f.ClientID, f.CreatedAt, f.ExpiresAt, nullTime(f.RevokedAt), f.RevokeReason,
-			first.Hash, first.Generation, first.IssuedAt, first.ExpiresAt, nullTime(first.ConsumedAt), nullBytes(first.SuccessorHash),
-			f.KeyThumbprint)
-		return err
-	})
-}
-
 // Family returns the family with the given ID, or session.ErrNotFound.
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	var f session.Family

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -154,56 +155,51 @@ func (s *Store) UpdateUser(ctx context.Context, id string, c store.UserChange) (
 }
 
 // CreateFamilyCapped stores a new family with its first token and revokes
-// the least recently refreshed live families of its subject beyond max, in
-// one IMMEDIATE transaction.
+// the least recently refreshed live families of its subject beyond max,
+// inside the write transaction of a batch (batch.go), which holds the
+// write lock from the insert to the commit. The token's FamilyID is taken
+// from f.
 func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first session.RefreshToken, max int, reason string) ([]string, error) {
-	if f.ID == "" {
-		return nil, errors.New("sqlite: create family: empty family ID")
-	}
-	if f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
-		return nil, errors.New("sqlite: create family: CreatedAt and ExpiresAt are required")
-	}
-	if err := checkToken(first); err != nil {
+	if err := cmp.Or(f.Check(), first.Check()); err != nil {
 		return nil, fmt.Errorf("sqlite: create family: %w", err)
 	}
-	tx, err := s.w.BeginTx(ctx, nil)
-	if err != nil {
-		return nil, wrap("create family: begin", err)
-	}
-	defer tx.Rollback()
-	if _, err := s.ws.exec(ctx, tx, qInsertFamily,
-		f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-		micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
-	); err != nil {
-		return nil, wrap("create family", err)
-	}
-	// This transaction runs beside the group commit (it reads and decides
-	// under the write lock), so it wraps its own tx for the shared insert.
-	if err := s.insertToken(ctx, &batchTx{tx: tx, ws: s.ws, m: map[string]*sql.Stmt{}}, f.ID, first); err != nil {
-		return nil, wrap("create family: first token", err)
-	}
 	var victims []string
-	now := f.CreatedAt.UnixMicro()
-	var n int
-	if max > 0 {
-		if err := s.ws.queryRow(ctx, tx, qCountLive, f.Subject, now).Scan(&n); err != nil {
+	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *batchTx) (error, error) {
+		victims = nil
+		if _, err := tx.exec(ctx, qInsertFamily,
+			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
+			micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
+		); err != nil {
+			return nil, wrap("create family", err)
+		}
+		if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
+			return nil, wrap("create family: first token", err)
+		}
+		if max <= 0 {
+			return nil, nil
+		}
+		now := f.CreatedAt.UnixMicro()
+		var n int
+		if err := tx.queryRow(ctx, qCountLive, f.Subject, now).Scan(&n); err != nil {
 			return nil, wrap("create family: count sessions", err)
 		}
-	}
-	if max > 0 && n > max {
-		infos, err := s.liveSessions(ctx, tx, f.Subject, now, f.ID, max-1)
+		if n <= max {
+			return nil, nil
+		}
+		infos, err := s.liveSessions(ctx, tx.tx, f.Subject, now, f.ID, max-1)
 		if err != nil {
 			return nil, wrap("create family: sessions over the cap", err)
 		}
 		for _, in := range infos {
-			if _, err := s.ws.exec(ctx, tx, qRevokeLive, micros(f.CreatedAt), reason, in.ID); err != nil {
+			if _, err := tx.exec(ctx, qRevokeLive, micros(f.CreatedAt), reason, in.ID); err != nil {
 				return nil, wrap("create family: revoke over the cap", err)
 			}
 			victims = append(victims, in.ID)
 		}
-	}
-	if err := tx.Commit(); err != nil {
-		return nil, wrap("create family: commit", err)
+		return nil, nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return victims, nil
 }
@@ -262,19 +258,5 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time,
 // DeleteSpentTokens removes consumed tokens past their idle expiry, in
 // batches of deleteBatch, each its own short transaction.
 func (s *Store) DeleteSpentTokens(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		res, err := s.ws.exec(ctx, nil, qDeleteSpent, before.UnixMicro(), deleteBatch)
-		if err != nil {
-			return total, wrap("delete spent tokens", err)
-		}
-		n, err := res.RowsAffected()
-		if err != nil {
-			return total, wrap("delete spent tokens", err)
-		}
-		total += n
-		if n < deleteBatch {
-			return total, nil
-		}
-	}
+	return s.deleteInBatches(ctx, "delete spent tokens", qDeleteSpent, before)
 }

@@ -10,7 +10,7 @@ import (
 	"github.com/silentrefresh/silentrefresh/store"
 )
 
-// Writes on the request path (Exchange, CreateFamily, RevokeFamily) are
+// Writes on the request path (Exchange, CreateFamilyCapped, RevokeFamily) are
 // committed in groups: every call queues a request, and one goroutine, the
 // committer, takes whatever is queued (up to maxBatch requests) and runs it
 // as one IMMEDIATE transaction, each request inside its own SAVEPOINT, then

@@ -97,7 +97,7 @@ func newTestFamily(t *testing.T, s *batchStore, id string) (session.Family, sess
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	f := session.Family{ID: id, Subject: "user-" + id, CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
 	first := session.RefreshToken{Hash: storetest.Hash("rt-" + id), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-	if err := s.CreateFamily(t.Context(), f, first); err != nil {
+	if _, err := s.CreateFamilyCapped(t.Context(), f, first, 0, ""); err != nil {
 		t.Fatalf("CreateFamily(%s): %v", id, err)
 	}
 	return f, first
@@ -202,7 +202,7 @@ func TestBatchFailureInTheMiddle(t *testing.T) {
 		if i == len(ids) { // a login whose family ID is taken
 			f, first := session.Family{ID: "ok-a", Subject: "x", CreatedAt: now, ExpiresAt: now.Add(time.Hour)},
 				session.RefreshToken{Hash: storetest.Hash("fresh"), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-			errs[i] = bs.CreateFamily(context.Background(), f, first)
+			_, errs[i] = bs.CreateFamilyCapped(context.Background(), f, first, 0, "")
 			return
 		}
 		errs[i] = bs.Exchange(context.Background(), toks[i].Hash, func(c session.Chain) (session.Change, error) {
@@ -317,7 +317,7 @@ func TestBatchClose(t *testing.T) {
 			id := fmt.Sprintf("close-%d", i)
 			f := session.Family{ID: id, Subject: "s", CreatedAt: now, ExpiresAt: now.Add(time.Hour)}
 			first := session.RefreshToken{Hash: storetest.Hash(id), IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-			errs[i] = bs.CreateFamily(context.Background(), f, first)
+			_, errs[i] = bs.CreateFamilyCapped(context.Background(), f, first, 0, "")
 		})
 	}
 	if err := bs.Close(); err != nil {

@@ -70,7 +70,7 @@ func newChain(b *testing.B, s *Store) *chain {
 	now := time.Now().UTC()
 	f := session.Family{ID: id, Subject: "bench", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
 	first := session.RefreshToken{Hash: storetest.Hash(id + "-0"), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
-	if err := s.CreateFamily(context.Background(), f, first); err != nil {
+	if _, err := s.CreateFamilyCapped(context.Background(), f, first, 0, ""); err != nil {
 		b.Fatal(err)
 	}
 	return &chain{cur: first}

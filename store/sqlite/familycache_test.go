@@ -26,7 +26,7 @@ func openCacheTest(t *testing.T) (*Store, string) {
 	}
 	f := session.Family{ID: "1", Subject: "alice", CreatedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
 	first := session.RefreshToken{Hash: storetest.Hash("rt-1"), FamilyID: "1", IssuedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
-	if err := s.CreateFamily(t.Context(), f, first); err != nil {
+	if _, err := s.CreateFamilyCapped(t.Context(), f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	return s, path

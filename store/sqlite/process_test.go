@@ -155,7 +155,7 @@ func TestChildProcess(t *testing.T) {
 		// Commit, say so, and wait to be killed.
 		f := session.Family{ID: "kept", Subject: "s", CreatedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
 		first := session.RefreshToken{Hash: storetest.Hash("first"), FamilyID: "kept", IssuedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
-		if err := s.CreateFamily(ctx, f, first); err != nil {
+		if _, err := s.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 			fmt.Printf("child: error %v\n", err)
 			return
 		}
@@ -225,7 +225,7 @@ func TestProcessesExchange(t *testing.T) {
 	defer s.Close()
 	f := session.Family{ID: "raced", Subject: "s", CreatedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
 	first := session.RefreshToken{Hash: storetest.Hash("first"), FamilyID: "raced", IssuedAt: storetest.T0, ExpiresAt: storetest.T0.Add(time.Hour)}
-	if err := s.CreateFamily(ctx, f, first); err != nil {
+	if _, err := s.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	var children []*child

@@ -69,6 +69,9 @@ const (
 
 	qUser = `SELECT id, username, password_hash, created_at, disabled_at FROM users WHERE username = ?`
 
+	// qPing reads the schema version from the file's header.
+	qPing = `PRAGMA schema_version`
+
 	// The savepoint around each request of a batch (batch.go).
 	qSavepoint  = `SAVEPOINT op`
 	qRollbackTo = `ROLLBACK TO op`
@@ -82,6 +85,6 @@ var writerQueries = []string{
 	qSavepoint, qRollbackTo, qRelease,
 }
 
-var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser,
+var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser, qPing,
 	qLiveSessions, qUserByID, qUsers, // accounts.go
 }

@@ -14,46 +14,6 @@ import (
 // so that a large sweep never holds the write lock for long.
 const deleteBatch = 500
 
-// CreateFamily stores a new family together with its first refresh token,
-// atomically. The token's FamilyID is taken from f.
-func (s *Store) CreateFamily(ctx context.Context, f session.Family, first session.RefreshToken) error {
-	if f.ID == "" {
-		return errors.New("sqlite: create family: empty family ID")
-	}
-	if f.CreatedAt.IsZero() || f.ExpiresAt.IsZero() {
-		return errors.New("sqlite: create family: CreatedAt and ExpiresAt are required")
-	}
-	if err := checkToken(first); err != nil {
-		return fmt.Errorf("sqlite: create family: %w", err)
-	}
-	_, err := s.write(ctx, "create family", func(ctx context.Context, tx *batchTx) (error, error) {
-		if _, err := tx.exec(ctx, qInsertFamily,
-			f.ID, f.Subject, f.ClientID, micros(f.CreatedAt), micros(f.ExpiresAt),
-			micros(f.RevokedAt), f.RevokeReason, f.KeyThumbprint,
-		); err != nil {
-			return nil, wrap("create family", err)
-		}
-		if err := s.insertToken(ctx, tx, f.ID, first); err != nil {
-			return nil, wrap("create family: first token", err)
-		}
-		return nil, nil
-	})
-	return err
-}
-
-// checkToken rejects a token that cannot be stored.
-func checkToken(t session.RefreshToken) error {
-	switch {
-	case len(t.Hash) != 32:
-		return fmt.Errorf("token hash is %d bytes, want 32 (SHA-256)", len(t.Hash))
-	case t.IssuedAt.IsZero() || t.ExpiresAt.IsZero():
-		return errors.New("token IssuedAt and ExpiresAt are required")
-	case t.Generation < 0:
-		return errors.New("token generation is negative")
-	}
-	return nil
-}
-
 func (s *Store) insertToken(ctx context.Context, tx *batchTx, familyID string, t session.RefreshToken) error {
 	var succ any
 	if t.SuccessorHash != nil {
@@ -151,7 +111,7 @@ func (s *Store) consume(ctx context.Context, tx *batchTx, c session.Chain, ch se
 	if ch.ConsumedAt.IsZero() {
 		return errors.New("sqlite: exchange: consume with zero ConsumedAt")
 	}
-	if err := checkToken(next); err != nil {
+	if err := next.Check(); err != nil {
 		return fmt.Errorf("sqlite: exchange: successor: %w", err)
 	}
 	res, err := tx.exec(ctx, qConsume,
@@ -287,17 +247,22 @@ func (s *Store) LoadOrStoreSecret(ctx context.Context, name string, candidate []
 // given instant, with their tokens, in batches, and returns how many
 // families it removed.
 func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, error) {
+	return s.deleteInBatches(ctx, "delete expired", qDeleteExpired, before)
+}
+
+// deleteInBatches runs the DELETE q, whose arguments are an instant and a
+// row limit, one short transaction of at most deleteBatch rows at a time
+// until one deletes fewer, and returns how many rows it deleted.
+func (s *Store) deleteInBatches(ctx context.Context, what, q string, before time.Time) (int64, error) {
 	var total int64
 	for {
-		res, err := s.ws.exec(ctx, nil, qDeleteExpired,
-			before.UnixMicro(), deleteBatch,
-		)
+		res, err := s.ws.exec(ctx, nil, q, before.UnixMicro(), deleteBatch)
 		if err != nil {
-			return total, wrap("delete expired", err)
+			return total, wrap(what, err)
 		}
 		n, err := res.RowsAffected()
 		if err != nil {
-			return total, wrap("delete expired", err)
+			return total, wrap(what, err)
 		}
 		total += n
 		if n < deleteBatch {

@@ -124,7 +124,7 @@ func TestTimesAreMicroseconds(t *testing.T) {
 	at := time.Date(2030, 1, 1, 0, 0, 0, 123456789, time.UTC) // nanoseconds are dropped
 	f := session.Family{ID: "f", Subject: "s", CreatedAt: at, ExpiresAt: at.Add(time.Hour)}
 	tok := session.RefreshToken{Hash: storetest.Hash("t"), FamilyID: "f", IssuedAt: at, ExpiresAt: at.Add(time.Hour)}
-	if err := s.CreateFamily(ctx, f, tok); err != nil {
+	if _, err := s.CreateFamilyCapped(ctx, f, tok, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	var typ string
@@ -163,6 +163,38 @@ func TestErrorsAfterClose(t *testing.T) {
 		if !errors.Is(err, store.ErrUnavailable) {
 			t.Errorf("%s after Close: %v, want ErrUnavailable", name, err)
 		}
+	}
+}
+
+// TestPingBesideAWriteBatch: while a write batch holds the writer
+// connection and the write lock, Ping still answers, through a reader. A
+// health check does not queue behind writes.
+func TestPingBesideAWriteBatch(t *testing.T) {
+	s := openTest(t, filepath.Join(t.TempDir(), "p.db"))
+	defer s.Close()
+	holding, release := make(chan struct{}), make(chan struct{})
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.write(context.Background(), "hold", func(ctx context.Context, tx *batchTx) (error, error) {
+			if _, err := tx.exec(ctx, qRevoke, "held", micros(time.Now()), "no-such-family"); err != nil {
+				return nil, err
+			}
+			close(holding)
+			<-release
+			return nil, nil
+		})
+		done <- err
+	}()
+	<-holding
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	err := s.Ping(ctx)
+	cancel()
+	close(release)
+	if err != nil {
+		t.Errorf("Ping while a batch holds the writer: %v", err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("the holding batch: %v", err)
 	}
 }
 

@@ -37,7 +37,7 @@ func subjectFamily(t *testing.T, st store.Store, id, subject string, at time.Tim
 	f, first := newFamily(id)
 	f.Subject, f.CreatedAt, f.ExpiresAt = subject, at, at.Add(24*time.Hour)
 	first.IssuedAt, first.ExpiresAt = at, at.Add(time.Hour)
-	if err := st.CreateFamily(context.Background(), f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(context.Background(), f, first, 0, ""); err != nil {
 		t.Fatalf("CreateFamily(%s): %v", id, err)
 	}
 	return f, first
@@ -221,13 +221,13 @@ func testSessions(t *testing.T, s *suite) {
 	f, first := newFamily("past-absolute")
 	f.Subject, f.CreatedAt, f.ExpiresAt = "u", T0, T0.Add(3*time.Minute)
 	first.IssuedAt, first.ExpiresAt = T0, T0.Add(3*time.Minute)
-	if err := st.CreateFamily(ctx, f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	f, first = newFamily("past-idle")
 	f.Subject, f.CreatedAt, f.ExpiresAt = "u", T0, T0.Add(time.Hour)
 	first.IssuedAt, first.ExpiresAt = T0, T0.Add(4*time.Minute)
-	if err := st.CreateFamily(ctx, f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	subjectFamily(t, st, "other", "v", T0)
@@ -326,7 +326,7 @@ func testCreateFamilyCapped(t *testing.T, s *suite) {
 	f, first := newFamily("idle")
 	f.Subject, f.CreatedAt, f.ExpiresAt = "u", T0, T0.Add(24*time.Hour)
 	first.IssuedAt, first.ExpiresAt = T0, T0.Add(time.Minute)
-	if err := st.CreateFamily(ctx, f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 		t.Fatal(err)
 	}
 	subjectFamily(t, st, "other", "v", T0)
@@ -360,7 +360,7 @@ func testCreateFamilyCapped(t *testing.T, s *suite) {
 			t.Errorf("CreateFamilyCapped with max 0 revoked %v", got)
 		}
 	}
-	// The family and its token are stored as CreateFamily stores them.
+	// The family and its token are stored as with no cap.
 	f, first = cappedFamily("s6", "u", at.Add(3*time.Minute))
 	f.ClientID = "cli"
 	if _, err := st.CreateFamilyCapped(ctx, f, first, 100, session.RevokeSessionCap); err != nil {

@@ -29,7 +29,7 @@ func testDeleteExpired(t *testing.T, s *suite) {
 		f, first := newFamily(fc.id)
 		f.ExpiresAt = fc.expires
 		first.ExpiresAt = fc.expires
-		if err := st.CreateFamily(ctx, f, first); err != nil {
+		if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err != nil {
 			t.Fatal(err)
 		}
 		firsts[fc.id] = rotate(t, st, first, fc.id+"-1", T0.Add(time.Minute))

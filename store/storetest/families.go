@@ -33,7 +33,7 @@ func testFamilyRoundTrip(t *testing.T, s *suite) {
 				IssuedAt:  tc.f.CreatedAt,
 				ExpiresAt: tc.f.CreatedAt.Add(7 * 24 * time.Hour),
 			}
-			if err := st.CreateFamily(ctx, tc.f, first); err != nil {
+			if _, err := st.CreateFamilyCapped(ctx, tc.f, first, 0, ""); err != nil {
 				t.Fatalf("CreateFamily: %v", err)
 			}
 			// A new family is live and its first token unconsumed, as given.
@@ -48,7 +48,7 @@ func testFamilyRoundTrip(t *testing.T, s *suite) {
 	t.Run("duplicate ID", func(t *testing.T) {
 		f, first := newFamily("fam-a")
 		first.Hash = Hash("another first token")
-		if err := st.CreateFamily(ctx, f, first); err == nil {
+		if _, err := st.CreateFamilyCapped(ctx, f, first, 0, ""); err == nil {
 			t.Error("CreateFamily with a taken ID succeeded")
 		}
 		// The failed call must not have inserted its token.

@@ -42,7 +42,7 @@ func newFamily(id string) (session.Family, session.RefreshToken) {
 func mustCreate(t *testing.T, st store.Store, id string) (session.Family, session.RefreshToken) {
 	t.Helper()
 	f, first := newFamily(id)
-	if err := st.CreateFamily(context.Background(), f, first); err != nil {
+	if _, err := st.CreateFamilyCapped(context.Background(), f, first, 0, ""); err != nil {
 		t.Fatalf("CreateFamily(%s): %v", id, err)
 	}
 	return f, first
