@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/claims"
 )
 
 // ErrNotFound is returned by a Store when the refresh token or family asked
@@ -52,11 +54,20 @@ type RefreshToken struct {
 func (t RefreshToken) Consumed() bool { return !t.ConsumedAt.IsZero() }
 
 // Chain is what a Store reads for one exchange: the presented token, its
-// family and, once the token is consumed, its successor.
+// family and, once the token is consumed, its successor, with what the
+// rotation rules need to mint the next access token, so that a refresh is
+// one read of the store.
 type Chain struct {
 	Family    Family
 	Token     RefreshToken
 	Successor *RefreshToken // nil while Token is not consumed
+	// Attributes are the family's attributes; DefaultAttributes when none
+	// were stored.
+	Attributes Attributes
+	// SubjectClaims are the user claims stored for the family's subject
+	// when Attributes.LiveClaims is set; nil for none, and always nil
+	// without LiveClaims.
+	SubjectClaims claims.Set
 }
 
 // Change is what the rotation rules decide to write for one exchange. The
