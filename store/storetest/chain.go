@@ -2,12 +2,14 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"reflect"
 	"sync"
 	"testing"
 
 	"github.com/silentrefresh/silentrefresh/claims"
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store"
 	"github.com/silentrefresh/silentrefresh/user"
@@ -151,6 +153,51 @@ func testChainAttributesBatch(t *testing.T, s *suite) {
 		}
 		if got[i].SubjectClaims != nil {
 			t.Errorf("family %d: subject claims %v for a subject without any", i, got[i].SubjectClaims)
+		}
+	}
+}
+
+// The theft signal runs with the other engine tests.
+func init() {
+	engineTests = append(engineTests, test{"DPoPTheftBeforeScope", testEngineDPoPTheftBeforeScope})
+}
+
+// testEngineDPoPTheftBeforeScope: the token of a DPoP-bound family
+// presented without proof is a theft signal that revokes the family before
+// the scope or the client is looked at, now that the rules read the
+// session's attributes inside the exchange: a thief cannot dodge the
+// revocation by asking for a scope the session lacks or by naming no
+// client.
+func testEngineDPoPTheftBeforeScope(t *testing.T, s *suite) {
+	ctx := context.Background()
+	for _, req := range []session.RefreshRequest{
+		{Scope: "admin"},                  // wider than the session's
+		{ClientID: "other"},               // not the confidential client
+		{ClientID: "other", Scope: "a b"}, // both
+		{Scope: "bad\x00scope"},           // a malformed scope
+	} {
+		st := s.open(t)
+		e := newEngine(t, st, clock.NewFake(T0), engineConfig)
+		g, err := e.LoginWith(ctx, session.Login{Subject: "alice", ClientID: "conf", KeyThumbprint: "jkt-owner",
+			Attributes: session.Attributes{Scope: "read", ConfidentialClient: true}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Token = g.RefreshToken
+		_, err = e.RefreshWith(ctx, req)
+		var ge *session.GrantError
+		if !errors.As(err, &ge) || ge.Reason != session.ReasonProofMissing || !ge.Revoked {
+			t.Errorf("stolen bound token with %+v: %v, want %s with Revoked set", req, err, session.ReasonProofMissing)
+			continue
+		}
+		f, err := e.Session(ctx, g.Family.ID)
+		if err == nil || f.RevokeReason != string(session.ReasonProofMissing) {
+			t.Errorf("family after theft with %+v = %+v, %v; want revoked", req, f, err)
+		}
+		// The owner, with the key, the client and a scope it holds, is out.
+		_, err = e.RefreshWith(ctx, session.RefreshRequest{Token: g.RefreshToken, ClientID: "conf", Scope: "read", KeyThumbprint: "jkt-owner"})
+		if reasonOf(err) != session.ReasonRevoked {
+			t.Errorf("owner's refresh after theft: %v, want %s", err, session.ReasonRevoked)
 		}
 	}
 }
