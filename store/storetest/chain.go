@@ -183,16 +183,17 @@ func testEngineDPoPTheftBeforeScope(t *testing.T, s *suite) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		what := fmt.Sprintf("client %q, scope %q", req.ClientID, req.Scope)
 		req.Token = g.RefreshToken
 		_, err = e.RefreshWith(ctx, req)
 		var ge *session.GrantError
 		if !errors.As(err, &ge) || ge.Reason != session.ReasonProofMissing || !ge.Revoked {
-			t.Errorf("stolen bound token with %+v: %v, want %s with Revoked set", req, err, session.ReasonProofMissing)
+			t.Errorf("stolen bound token with %s: %v, want %s with Revoked set", what, err, session.ReasonProofMissing)
 			continue
 		}
 		f, err := e.Session(ctx, g.Family.ID)
 		if err == nil || f.RevokeReason != string(session.ReasonProofMissing) {
-			t.Errorf("family after theft with %+v = %+v, %v; want revoked", req, f, err)
+			t.Errorf("family after theft with %s = %+v, %v; want revoked", what, f, err)
 		}
 		// The owner, with the key, the client and a scope it holds, is out.
 		_, err = e.RefreshWith(ctx, session.RefreshRequest{Token: g.RefreshToken, ClientID: "conf", Scope: "read", KeyThumbprint: "jkt-owner"})
