@@ -270,94 +270,125 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
 }
 
-// refresh applies the rotation rules once RefreshWith has checked the
-// session's attributes; mint is what the new access token carries.
-func (e *Engine) refresh(ctx context.Context, refreshToken, clientID, jkt string, mint minted) (Grant, error) {
+// refresh applies the rotation rules to req in one Store.Exchange.
+func (e *Engine) refresh(ctx context.Context, req RefreshRequest) (Grant, error) {
 	now := e.now()
-	hash := token.HashRefreshToken(refreshToken)
-	successor := token.SuccessorToken(e.secret, refreshToken)
+	hash := token.HashRefreshToken(req.Token)
+	successor := token.SuccessorToken(e.secret, req.Token)
 	succHash := token.HashRefreshToken(successor)
 
-	var (
-		outcome Outcome
-		refusal Reason
-		revoked bool // the refusal revokes the family
-		fam     Family
-		expires time.Time
-	)
+	var d decision
 	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
-		outcome, refusal, revoked, fam = "", "", false, c.Family
-		f, t := c.Family, c.Token
-		switch {
-		case f.Revoked():
-			refusal = ReasonRevoked
-			return Change{}, nil
-		case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
-			refusal, revoked = ReasonKeyMismatch, true
-			if jkt == "" {
-				refusal = ReasonProofMissing
-			}
-			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(refusal)}, nil
-		case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
-			refusal = ReasonExpired
-			return Change{}, nil
-		case !t.Consumed() && clientMismatch(clientID, f.ClientID):
-			refusal = ReasonClientMismatch
-			return Change{}, nil
-		case !t.Consumed():
-			outcome = OutcomeRotated
-			expires = e.refreshExpiry(now, f)
-			next := &RefreshToken{
-				Hash:       succHash,
-				FamilyID:   f.ID,
-				Generation: t.Generation + 1,
-				IssuedAt:   now,
-				ExpiresAt:  expires,
-			}
-			// The grace window counts from the decision, not from the
-			// request's arrival: time spent waiting for the writer must
-			// not eat into the window of the client's retry.
-			return Change{Consume: next, ConsumedAt: e.now()}, nil
-		case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
-			s := c.Successor
-			if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
-				// The stored successor is not the derived one: the secret
-				// changed under us. Refuse rather than fork the chain.
-				refusal = ReasonSuperseded
-				return Change{}, nil
-			}
-			if s.Consumed() {
-				// The chain moved on past a token somebody else still
-				// holds: one of the two holders is a thief, and we cannot
-				// tell which. End the session for both, as for reuse.
-				refusal, revoked = ReasonSuperseded, true
-				return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonSuperseded)}, nil
-			}
-			if clientMismatch(clientID, f.ClientID) {
-				refusal = ReasonClientMismatch
-				return Change{}, nil
-			}
-			outcome = OutcomeGraceReplay
-			expires = s.ExpiresAt
-			return Change{}, nil
-		default:
-			refusal, revoked = ReasonReused, true
-			return Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
-		}
+		var ch Change
+		var err error
+		d, ch, err = e.decide(c, req, now, succHash)
+		return ch, err
 	})
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	case err != nil:
+		var se *ScopeError
+		if errors.As(err, &se) {
+			return Grant{}, err
+		}
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
-	case refusal != "":
-		return Grant{}, &GrantError{Reason: refusal, SessionID: fam.ID, Revoked: revoked}
+	case d.refusal != "":
+		return Grant{}, &GrantError{Reason: d.refusal, SessionID: d.fam.ID, Revoked: d.revoked}
 	}
-	mint.jkt = fam.KeyThumbprint
-	if mint.jkt == "" {
-		mint.jkt = jkt
+	d.mint.jkt = d.fam.KeyThumbprint
+	if d.mint.jkt == "" {
+		d.mint.jkt = req.KeyThumbprint
 	}
-	return e.grant(ctx, now, fam, successor, expires, outcome, mint)
+	return e.grant(ctx, now, d.fam, successor, d.expires, d.outcome, d.mint)
+}
+
+// decision is what decide concluded about one refresh, besides the Change.
+type decision struct {
+	outcome Outcome
+	refusal Reason
+	revoked bool // the refusal revokes the family
+	fam     Family
+	expires time.Time // of the refresh token answered
+	mint    minted    // what the new access token carries
+}
+
+// decide applies the rotation rules to the chain c of req's token at now;
+// succHash is the hash of the successor derived from it. It is pure: it
+// reads only its arguments and the engine's configuration and clock, as a
+// store may call it more than once. A scope wider than the session's is a
+// *ScopeError, which writes nothing.
+func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, succHash []byte) (decision, Change, error) {
+	f, t, jkt := c.Family, c.Token, req.KeyThumbprint
+	d := decision{fam: f}
+	switch {
+	case f.Revoked():
+		d.refusal = ReasonRevoked
+		return d, Change{}, nil
+	case f.KeyThumbprint != "" && f.KeyThumbprint != jkt:
+		// A DPoP-bound token without its key was stolen: the family is
+		// revoked, whatever else the request says.
+		d.refusal, d.revoked = ReasonKeyMismatch, true
+		if jkt == "" {
+			d.refusal = ReasonProofMissing
+		}
+		return d, Change{Revoke: true, RevokeAt: now, RevokeReason: string(d.refusal)}, nil
+	case c.Attributes.ConfidentialClient && req.ClientID != f.ClientID:
+		d.refusal = ReasonClientMismatch
+		return d, Change{}, nil
+	}
+	scope, err := narrowScope(req.Scope, c.Attributes.Scope)
+	if err != nil {
+		return decision{}, Change{}, err
+	}
+	d.mint = mintAttrs(c.Attributes, c.SubjectClaims, scope)
+	switch {
+	case !now.Before(t.ExpiresAt) || !now.Before(f.ExpiresAt):
+		d.refusal = ReasonExpired
+		return d, Change{}, nil
+	case !t.Consumed() && clientMismatch(req.ClientID, f.ClientID):
+		d.refusal = ReasonClientMismatch
+		return d, Change{}, nil
+	case !t.Consumed():
+		d.outcome = OutcomeRotated
+		d.expires = e.refreshExpiry(now, f)
+		next := &RefreshToken{
+			Hash:       succHash,
+			FamilyID:   f.ID,
+			Generation: t.Generation + 1,
+			IssuedAt:   now,
+			ExpiresAt:  d.expires,
+		}
+		// The grace window counts from the decision, not from the
+		// request's arrival: time spent waiting for the writer must not
+		// eat into the window of the client's retry.
+		return d, Change{Consume: next, ConsumedAt: e.now()}, nil
+	case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
+		s := c.Successor
+		if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
+			// The stored successor is not the derived one: the secret
+			// changed under us. Refuse rather than fork the chain.
+			d.refusal = ReasonSuperseded
+			return d, Change{}, nil
+		}
+		if s.Consumed() {
+			// The chain moved on past a token somebody else still holds:
+			// one of the two holders is a thief, and we cannot tell
+			// which. End the session for both, as for reuse.
+			d.refusal, d.revoked = ReasonSuperseded, true
+			return d, Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonSuperseded)}, nil
+		}
+		if clientMismatch(req.ClientID, f.ClientID) {
+			d.refusal = ReasonClientMismatch
+			return d, Change{}, nil
+		}
+		d.outcome = OutcomeGraceReplay
+		d.expires = s.ExpiresAt
+		return d, Change{}, nil
+	default:
+		d.refusal, d.revoked = ReasonReused, true
+		return d, Change{Revoke: true, RevokeAt: now, RevokeReason: string(ReasonReused)}, nil
+	}
 }
 
 // Logout revokes the family of a refresh token. An unknown token is not an

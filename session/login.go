@@ -6,7 +6,6 @@ import (
 	"fmt"
 
 	"github.com/silentrefresh/silentrefresh/claims"
-	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // Login is what opens a session: who, through which client, with which
@@ -97,29 +96,11 @@ type RefreshRequest struct {
 }
 
 // RefreshWith is Refresh with a scope (RefreshScoped) and a DPoP proof
-// (RefreshBound) together.
+// (RefreshBound) together. It reads the store once: the session's
+// attributes come with the chain of Store.Exchange.
 func (e *Engine) RefreshWith(ctx context.Context, req RefreshRequest) (Grant, error) {
 	if req.Token == "" {
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
 	}
-	info, err := e.store.LookupToken(ctx, token.HashRefreshToken(req.Token))
-	switch {
-	case errors.Is(err, ErrNotFound):
-		return Grant{}, &GrantError{Reason: ReasonUnknown}
-	case err != nil:
-		return Grant{}, fmt.Errorf("session: refresh: %w", err)
-	}
-	m := mintAttrs(info.Attributes, info.SubjectClaims, "")
-	if jkt := info.Family.KeyThumbprint; jkt != "" && jkt != req.KeyThumbprint {
-		// A DPoP-bound token without its key was stolen: the rotation
-		// rules revoke the family, whatever else the request says.
-		return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
-	}
-	if info.Attributes.ConfidentialClient && req.ClientID != info.Family.ClientID {
-		return Grant{}, &GrantError{Reason: ReasonClientMismatch, SessionID: info.Family.ID}
-	}
-	if m.scope, err = narrowScope(req.Scope, info.Attributes.Scope); err != nil {
-		return Grant{}, err
-	}
-	return e.refresh(ctx, req.Token, req.ClientID, req.KeyThumbprint, m)
+	return e.refresh(ctx, req)
 }

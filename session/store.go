@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/silentrefresh/silentrefresh/claims"
 )
 
 // ErrNotFound is returned by a Store when the refresh token or family asked
@@ -80,11 +82,20 @@ func (t RefreshToken) Check() error {
 }
 
 // Chain is what a Store reads for one exchange: the presented token, its
-// family and, once the token is consumed, its successor.
+// family and, once the token is consumed, its successor, with what the
+// rotation rules need to mint the next access token, so that a refresh is
+// one read of the store.
 type Chain struct {
 	Family    Family
 	Token     RefreshToken
 	Successor *RefreshToken // nil while Token is not consumed
+	// Attributes are the family's attributes; DefaultAttributes when none
+	// were stored.
+	Attributes Attributes
+	// SubjectClaims are the user claims stored for the family's subject
+	// when Attributes.LiveClaims is set; nil for none, and always nil
+	// without LiveClaims.
+	SubjectClaims claims.Set
 }
 
 // Change is what the rotation rules decide to write for one exchange. The

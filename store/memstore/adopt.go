@@ -99,6 +99,28 @@ func (s *Store) LookupToken(ctx context.Context, tokenHash []byte) (session.Toke
 	return in, nil
 }
 
+// chainAttributesLocked sets the attributes of c's family and, for
+// LiveClaims, its subject's user claims. db.mu is held.
+func (d *db) chainAttributesLocked(c *session.Chain) error {
+	c.Attributes = session.DefaultAttributes
+	m := d.moreLocked()
+	if a, ok := m.attrs[c.Family.ID]; ok {
+		c.Attributes = a
+		c.Attributes.Claims = maps.Clone(a.Claims)
+	}
+	if !c.Attributes.LiveClaims {
+		return nil
+	}
+	if b, ok := m.userClaims[c.Family.Subject]; ok {
+		cl, err := claims.Decode(b)
+		if err != nil {
+			return err
+		}
+		c.SubjectClaims = cl
+	}
+	return nil
+}
+
 // SetUserClaims replaces the claims of a user; an empty set removes them.
 func (s *Store) SetUserClaims(ctx context.Context, userID string, c claims.Set, _ time.Time) error {
 	b, err := claims.Encode(c)

@@ -23,6 +23,9 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		return fmt.Errorf("memstore: exchange: %w", session.ErrNotFound)
 	}
 	c := session.Chain{Family: s.db.families[t.FamilyID], Token: cloneToken(t)}
+	if err := s.db.chainAttributesLocked(&c); err != nil {
+		return fmt.Errorf("memstore: exchange: %w", err)
+	}
 	if t.Consumed() {
 		if succ, ok := s.db.tokens[string(t.SuccessorHash)]; ok {
 			succ = cloneToken(succ)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"sync"
 	"time"
 
@@ -239,13 +240,13 @@ func (s *Store) runOne(r *exchangeReq) {
 // plan_cache_mode = force_custom_plan, so the writes are planned with the
 // table's current size and the batch's actual row count.
 const (
-	lockFamiliesSQL = `SELECT ` + familyColumns + ` FROM families
-WHERE id IN (
+	lockFamiliesSQL = `SELECT ` + lockedFamilyColumns + ` FROM ` + lockedFamilyTables + `
+WHERE f.id IN (
 	SELECT t.family_id FROM unnest($1::bytea[]) AS h(hash)
 	CROSS JOIN LATERAL (SELECT family_id FROM refresh_tokens WHERE hash = h.hash LIMIT 1) t
 )
-ORDER BY id
-FOR NO KEY UPDATE`
+ORDER BY f.id
+FOR NO KEY UPDATE OF f`
 
 	readChainsSQL = `
 SELECT t.hash, t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
@@ -303,15 +304,18 @@ func (s *Store) exchangeBatch(ctx context.Context, reqs []*exchangeReq) ([]excha
 	var w batchWrites
 	for i, r := range reqs {
 		tok, ok := tokens[string(r.hash)]
-		var fam *session.Family
+		var lf *lockedFamily
 		if ok {
-			fam, ok = families[tok.FamilyID]
+			lf, ok = families[tok.FamilyID]
 		}
 		if !ok {
 			results[i].err = fmt.Errorf("postgres: exchange: %w", session.ErrNotFound)
 			continue
 		}
-		chain := session.Chain{Family: *fam, Token: *tok}
+		fam := &lf.fam
+		chain := session.Chain{Family: *fam, Token: *tok, Attributes: lf.attrs, SubjectClaims: lf.subjectClaims}
+		chain.Attributes.Claims = maps.Clone(lf.attrs.Claims)
+		chain.SubjectClaims = maps.Clone(lf.subjectClaims)
 		if tok.Consumed() {
 			if succ, ok := tokens[string(tok.SuccessorHash)]; ok {
 				c := *succ
@@ -359,7 +363,7 @@ func (s *Store) exchangeBatch(ctx context.Context, reqs []*exchangeReq) ([]excha
 // readChains begins the transaction, locks the families of the tokens in
 // ID order and reads the tokens with their successors. Tokens whose family
 // was not locked (deleted meanwhile) are left out.
-func readChains(ctx context.Context, conn *pgx.Conn, hashes [][]byte) (map[string]*session.Family, map[string]*session.RefreshToken, error) {
+func readChains(ctx context.Context, conn *pgx.Conn, hashes [][]byte) (map[string]*lockedFamily, map[string]*session.RefreshToken, error) {
 	b := &pgx.Batch{}
 	b.Queue("BEGIN ISOLATION LEVEL READ COMMITTED")
 	b.Queue("SET LOCAL plan_cache_mode = force_custom_plan")
@@ -372,18 +376,18 @@ func readChains(ctx context.Context, conn *pgx.Conn, hashes [][]byte) (map[strin
 			return nil, nil, err
 		}
 	}
-	families := map[string]*session.Family{}
+	families := map[string]*lockedFamily{}
 	rows, err := br.Query()
 	if err != nil {
 		return nil, nil, err
 	}
 	for rows.Next() {
-		f, err := scanFamily(rows)
+		lf, err := scanLockedFamily(rows)
 		if err != nil {
 			rows.Close()
 			return nil, nil, err
 		}
-		families[f.ID] = &f
+		families[lf.fam.ID] = &lf
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
+	"github.com/silentrefresh/silentrefresh/claims"
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
@@ -144,9 +145,19 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 const familyColumns = `id, subject, client_id, created_at, expires_at, revoked_at, revoke_reason, jkt`
 
 const (
-	lockFamilySQL = `SELECT ` + familyColumns + ` FROM families
-WHERE id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)
-FOR NO KEY UPDATE`
+	// lockedFamilyColumns are a family locked for an exchange, with its
+	// attributes and, for live claims, its subject's user claims, from
+	// lockedFamilyTables; scanLockedFamily reads them.
+	lockedFamilyColumns = `f.id, f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason, f.jkt,
+	a.family_id IS NOT NULL, COALESCE(a.scope, ''), a.claims::text, COALESCE(a.live_claims, true),
+	COALESCE(a.confidential, false), u.claims::text`
+	lockedFamilyTables = `families f
+LEFT JOIN family_attributes a ON a.family_id = f.id
+LEFT JOIN user_claims u ON u.user_id = f.subject AND COALESCE(a.live_claims, true)`
+
+	lockFamilySQL = `SELECT ` + lockedFamilyColumns + ` FROM ` + lockedFamilyTables + `
+WHERE f.id = (SELECT family_id FROM refresh_tokens WHERE hash = $1)
+FOR NO KEY UPDATE OF f`
 
 	readChainSQL = `
 SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
@@ -226,7 +237,8 @@ func readChain(ctx context.Context, conn *pgx.Conn, tokenHash []byte) (chain ses
 	if _, err := br.Exec(); err != nil {
 		return chain, false, err
 	}
-	chain.Family, err = scanFamily(br.QueryRow())
+	lf, err := scanLockedFamily(br.QueryRow())
+	chain.Family, chain.Attributes, chain.SubjectClaims = lf.fam, lf.attrs, lf.subjectClaims
 	if noRows(err) {
 		// Unknown token (or its family just deleted). The chain query
 		// finds nothing either; drain it.
@@ -322,6 +334,50 @@ func scanFamily(row pgx.Row) (session.Family, error) {
 	err := row.Scan(&f.ID, &f.Subject, &f.ClientID, &f.CreatedAt, &f.ExpiresAt, &revoked, &f.RevokeReason, &f.KeyThumbprint)
 	f.CreatedAt, f.ExpiresAt, f.RevokedAt = f.CreatedAt.UTC(), f.ExpiresAt.UTC(), fromNull(revoked)
 	return f, err
+}
+
+// lockedFamily is a family as an exchange reads it.
+type lockedFamily struct {
+	fam           session.Family
+	attrs         session.Attributes
+	subjectClaims claims.Set
+}
+
+// scanLockedFamily scans the lockedFamilyColumns of one row.
+func scanLockedFamily(row pgx.Row) (lockedFamily, error) {
+	var (
+		lf                     lockedFamily
+		f                      = &lf.fam
+		revoked                pgtype.Timestamptz
+		hasAttrs, live         bool
+		attrClaims, userClaims *string
+	)
+	err := row.Scan(&f.ID, &f.Subject, &f.ClientID, &f.CreatedAt, &f.ExpiresAt, &revoked, &f.RevokeReason, &f.KeyThumbprint,
+		&hasAttrs, &lf.attrs.Scope, &attrClaims, &live, &lf.attrs.ConfidentialClient, &userClaims)
+	if err != nil {
+		return lockedFamily{}, err
+	}
+	f.CreatedAt, f.ExpiresAt, f.RevokedAt = f.CreatedAt.UTC(), f.ExpiresAt.UTC(), fromNull(revoked)
+	if !hasAttrs {
+		lf.attrs = session.DefaultAttributes
+	} else {
+		lf.attrs.LiveClaims = live
+		if lf.attrs.Claims, err = decodeClaims(attrClaims); err != nil {
+			return lockedFamily{}, fmt.Errorf("family %s: attributes: %w", f.ID, err)
+		}
+	}
+	if lf.subjectClaims, err = decodeClaims(userClaims); err != nil {
+		return lockedFamily{}, fmt.Errorf("family %s: user claims: %w", f.ID, err)
+	}
+	return lf, nil
+}
+
+// decodeClaims decodes a claims column; NULL and the empty object are nil.
+func decodeClaims(col *string) (claims.Set, error) {
+	if col == nil || *col == "{}" || *col == "" {
+		return nil, nil
+	}
+	return claims.Decode([]byte(*col))
 }
 
 // nullTime stores the zero time as NULL.

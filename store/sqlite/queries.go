@@ -12,14 +12,20 @@ const (
 		INSERT INTO refresh_tokens (hash, family_id, generation, issued_at, expires_at, consumed_at, successor_hash)
 		VALUES (?, ?, ?, ?, ?, ?, ?)`
 
-	// qChain reads a token, its family and its successor in one statement.
+	// qChain reads a token, its family, its successor, the family's
+	// attributes and, for live claims, the subject's user claims in one
+	// statement.
 	qChain = `
 		SELECT t.family_id, t.generation, t.issued_at, t.expires_at, t.consumed_at, t.successor_hash,
 		       f.subject, f.client_id, f.created_at, f.expires_at, f.revoked_at, f.revoke_reason, f.jkt,
-		       s.hash, s.generation, s.issued_at, s.expires_at, s.consumed_at, s.successor_hash
+		       s.hash, s.generation, s.issued_at, s.expires_at, s.consumed_at, s.successor_hash,
+		       a.family_id IS NOT NULL, COALESCE(a.scope, ''), a.claims, COALESCE(a.live_claims, 1),
+		       COALESCE(a.confidential, 0), u.claims
 		FROM refresh_tokens t
 		JOIN families f ON f.id = t.family_id
 		LEFT JOIN refresh_tokens s ON s.hash = t.successor_hash
+		LEFT JOIN family_attributes a ON a.family_id = f.id
+		LEFT JOIN user_claims u ON u.user_id = f.subject AND COALESCE(a.live_claims, 1)
 		WHERE t.hash = ?`
 
 	qConsume = `

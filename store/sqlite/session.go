@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/claims"
 	"github.com/silentrefresh/silentrefresh/session"
 )
 
@@ -53,11 +54,14 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 		sHash, sSucc                   []byte
 		sGen, sIssued, sExp, sConsumed sql.NullInt64
 		tSucc                          []byte
+		hasAttrs, live                 bool
+		attrClaims, userClaims         sql.NullString
 	)
 	err = tx.queryRow(ctx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
 		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason, &c.Family.KeyThumbprint,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
+		&hasAttrs, &c.Attributes.Scope, &attrClaims, &live, &c.Attributes.ConfidentialClient, &userClaims,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
@@ -82,6 +86,9 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 			SuccessorHash: sSucc,
 		}
 	}
+	if err := chainClaims(&c, hasAttrs, live, attrClaims, userClaims); err != nil {
+		return nil, fmt.Errorf("sqlite: exchange: %w", err)
+	}
 
 	ch, err := decide(c)
 	if err != nil {
@@ -103,6 +110,31 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 		}
 	}
 	return nil, nil
+}
+
+// chainClaims sets the attributes of c from the columns of qChain.
+func chainClaims(c *session.Chain, hasAttrs, live bool, attrClaims, userClaims sql.NullString) error {
+	if !hasAttrs {
+		c.Attributes = session.DefaultAttributes
+	} else {
+		c.Attributes.LiveClaims = live
+		cl, err := decodeClaims(attrClaims)
+		if err != nil {
+			return err
+		}
+		c.Attributes.Claims = cl
+	}
+	cl, err := decodeClaims(userClaims)
+	c.SubjectClaims = cl
+	return err
+}
+
+// decodeClaims decodes a claims column; NULL and the empty object are nil.
+func decodeClaims(col sql.NullString) (claims.Set, error) {
+	if !col.Valid || col.String == "{}" || col.String == "" {
+		return nil, nil
+	}
+	return claims.Decode([]byte(col.String))
 }
 
 // consume applies the Consume half of a Change inside an Exchange.

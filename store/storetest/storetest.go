@@ -46,7 +46,7 @@ func Run(t *testing.T, h Harness) {
 	for _, tc := range append(storeTests, accountTests...) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })
 	}
-	for _, tc := range adoptTests {
+	for _, tc := range append(adoptTests, chainTests...) {
 		t.Run(tc.name, func(t *testing.T) { tc.run(t, &suite{h: h}) })
 	}
 	t.Run("Engine", func(t *testing.T) {
