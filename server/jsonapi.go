@@ -54,12 +54,12 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	jkt, err := s.loginProof(w, r)
+	pr, err := s.loginProof(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
+	g, err := s.login(r, *req.Username, *req.Password, caller{}, "", pr)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -68,9 +68,10 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 }
 
 // login authenticates and opens a session with the given scope, bound to
-// the DPoP key jkt unless it is empty. Its errors are *apiError for the
+// the key of the DPoP proof pr, which it records once the password
+// matched, unless pr is the zero proof. Its errors are *apiError for the
 // client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
+func (s *Server) login(r *http.Request, username, password string, cl caller, scope string, pr proof) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
@@ -83,7 +84,7 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, id, cl, scope, jkt)
+	g, err := s.openSession(r, id, cl, scope, pr)
 	if err != nil {
 		return session.Grant{}, err
 	}
@@ -96,7 +97,7 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	} else if len(g.Evicted) > 0 {
 		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
 	}
-	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", jkt != "")
+	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", pr.jkt != "")
 	return g, nil
 }
 
@@ -124,12 +125,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	jkt, err := s.tokenProof(w, r)
+	pr, err := s.tokenProof(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := s.engine.RefreshBound(r.Context(), rt, "", jkt)
+	g, err := s.engine.RefreshBound(r.Context(), rt, "", pr.jkt)
 	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
@@ -141,6 +142,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.internalError(w, r, err)
+		return
+	}
+	// Recorded once the token was exchanged: an unknown token takes no
+	// place in the replay cache.
+	if err := s.recordProof(r.Context(), pr); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	s.writeGrant(w, g, fromCookie)

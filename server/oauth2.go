@@ -43,24 +43,24 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the password grant needs username and password"))
 			return
 		}
-		jkt, err := s.loginProof(w, r)
+		pr, err := s.loginProof(w, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		s.passwordGrant(w, r, username, password, cl, scope, jkt)
+		s.passwordGrant(w, r, username, password, cl, scope, pr)
 	case "refresh_token":
 		rt := form["refresh_token"]
 		if rt == "" {
 			writeError(w, badRequest("invalid_request", "the refresh_token grant needs refresh_token"))
 			return
 		}
-		jkt, err := s.tokenProof(w, r)
+		pr, err := s.tokenProof(w, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: jkt})
+		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: pr.jkt})
 		s.observeRefresh(r, g, err)
 		var (
 			ge *session.GrantError
@@ -74,6 +74,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		case err != nil:
 			s.internalError(w, r, err)
 		default:
+			// Recorded once the token was exchanged: an unknown token
+			// takes no place in the replay cache.
+			if err := s.recordProof(r.Context(), pr); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			s.writeOAuth2Grant(w, g)
 		}
 	case GrantTypeJWTBearer:
@@ -87,8 +93,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope, jkt string) {
-	g, err := s.login(r, username, password, cl, scope, jkt)
+func (s *Server) passwordGrant(w http.ResponseWriter, r *http.Request, username, password string, cl caller, scope string, pr proof) {
+	g, err := s.login(r, username, password, cl, scope, pr)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")
