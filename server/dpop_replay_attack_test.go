@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"net/url"
+	"sync"
 	"testing"
 	"time"
 
@@ -16,13 +17,7 @@ import (
 // once is still refused the second time.
 func TestDPoPReplayCacheFloodWithoutCredentials(t *testing.T) {
 	const entries = 4
-	e := newEnv(t, func(c *server.Config) {
-		c.DPoPReplayEntries = entries
-		// The flood is of wrong passwords; the limiter would refuse them
-		// before the password is checked, which is not what is tested.
-		lots := server.LoginLimit{Burst: 1000, Every: time.Millisecond}
-		c.LoginLimit, c.LoginLimitPerClient, c.LoginLimitPerAddress = lots, lots, lots
-	})
+	e := newEnv(t, noLoginLimits, func(c *server.Config) { c.DPoPReplayEntries = entries })
 	owner := newProver(e, dpop.AlgES256)
 	r := owner.login()
 	if r.status != 200 {
@@ -102,4 +97,62 @@ func TestDPoPTokenEndpointProofIsGoodOnce(t *testing.T) {
 	if r := e.postForm("/oauth2/token", next, "DPoP", p.proof("POST", "/oauth2/token", "", "")); r.status != 200 {
 		t.Fatalf("refresh with a fresh proof: %d %s", r.status, r.raw)
 	}
+}
+
+// One proof sent many times at once, with the same good token or
+// password, is accepted exactly once: the others are refused for the
+// proof, whether before the credential is checked or after, and the
+// logins among them open no session.
+func TestDPoPConcurrentUsesOfOneProof(t *testing.T) {
+	e := newEnv(t, noLoginLimits)
+	p := newProver(e, dpop.AlgES256)
+	r := p.login()
+	if r.status != 200 {
+		t.Fatalf("login: %d %s", r.status, r.raw)
+	}
+	rt := r.body["refreshToken"].(string)
+	const n = 8
+	for _, c := range []struct {
+		path string
+		body map[string]string
+	}{
+		{"/api/auth/refresh", map[string]string{"refreshToken": rt}},
+		{"/api/auth/login", map[string]string{"username": testUser, "password": testPassword}},
+	} {
+		proof := p.proof("POST", c.path, "", "")
+		statuses := make(chan response, n)
+		var wg sync.WaitGroup
+		for range n {
+			wg.Go(func() { statuses <- e.postJSON(c.path, c.body, "DPoP", proof) })
+		}
+		wg.Wait()
+		close(statuses)
+		ok := 0
+		for r := range statuses {
+			switch {
+			case r.status == 200:
+				ok++
+			case r.status != 400 || r.body["error"] != dpop.CodeInvalidProof:
+				t.Fatalf("%s: %d %s, want 200 once and invalid_dpop_proof otherwise", c.path, r.status, r.raw)
+			}
+		}
+		if ok != 1 {
+			t.Fatalf("%s: %d of %d uses of one proof accepted, want 1", c.path, ok, n)
+		}
+	}
+	sessions, err := e.store.Sessions(t.Context(), "sub-alice", e.clock.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sessions) != 2 {
+		t.Fatalf("%d sessions after two logins, want 2", len(sessions))
+	}
+}
+
+// noLoginLimits lifts the login limits, which would refuse a flood of
+// wrong passwords, or many logins at once, before the password is
+// checked: not what these tests are about.
+func noLoginLimits(c *server.Config) {
+	lots := server.LoginLimit{Burst: 1000, Every: time.Millisecond}
+	c.LoginLimit, c.LoginLimitPerClient, c.LoginLimitPerAddress = lots, lots, lots
 }
