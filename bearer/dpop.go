@@ -63,28 +63,45 @@ func (e *DPoPError) Error() string { return "bearer: dpop: " + e.Code + ": " + e
 // Unwrap returns the underlying error.
 func (e *DPoPError) Unwrap() error { return e.Err }
 
-// verifyDPoP checks the proof of a DPoP-scheme request with the verified
-// claims of its token raw.
-func verifyDPoP(r *http.Request, cfg *config, raw string, claims token.Claims) (string, error) {
+// checkDPoP checks the proof of a DPoP-scheme request with the verified
+// claims of its token raw, without recording it: recordDPoP does, once
+// the proof is known to be of the token's key and the session live, so
+// that proofs signed by any other key fill no replay cache.
+func checkDPoP(r *http.Request, cfg *config, raw string, claims token.Claims) (dpop.Proof, string, error) {
 	if claims.KeyThumbprint == "" {
-		return ResultBoundAsBearer, dpopError(cfg, "invalid_token",
+		return dpop.Proof{}, ResultBoundAsBearer, dpopError(cfg, "invalid_token",
 			"the access token is not DPoP-bound; send it as Bearer", ErrBoundToken)
 	}
-	p, err := cfg.dpop.Verify(r.Context(), r.Header.Values("DPoP"), dpop.Request{
+	p, err := cfg.dpop.Check(r.Context(), r.Header.Values("DPoP"), dpop.Request{
 		Method: r.Method, URL: dpop.RequestURL(r, cfg.dpopBase), AccessToken: raw,
 	})
-	var de *dpop.Error
 	switch {
 	case errors.Is(err, dpop.ErrNoProof):
-		return ResultInvalidProof, dpopError(cfg, dpop.CodeInvalidProof, "a DPoP header is required with the DPoP scheme", err)
-	case errors.As(err, &de) && de.Err == nil:
-		return ResultInvalidProof, dpopError(cfg, de.Code, de.Description, err)
+		return dpop.Proof{}, ResultInvalidProof, dpopError(cfg, dpop.CodeInvalidProof, "a DPoP header is required with the DPoP scheme", err)
 	case err != nil:
-		return ResultInvalidProof, err // the replay cache failed
+		return dpop.Proof{}, ResultInvalidProof, proofError(cfg, err)
 	case p.Thumbprint != claims.KeyThumbprint:
-		return ResultInvalidProof, dpopError(cfg, dpop.CodeInvalidProof, "the proof is signed by another key than the one the token is bound to", nil)
+		return dpop.Proof{}, ResultInvalidProof, dpopError(cfg, dpop.CodeInvalidProof, "the proof is signed by another key than the one the token is bound to", nil)
+	}
+	return p, ResultValid, nil
+}
+
+// recordDPoP records a proof checkDPoP accepted: a proof is good for one
+// request.
+func recordDPoP(r *http.Request, cfg *config, p dpop.Proof) (string, error) {
+	if err := cfg.dpop.Record(r.Context(), p); err != nil {
+		return ResultInvalidProof, proofError(cfg, err)
 	}
 	return ResultValid, nil
+}
+
+// proofError is the error of a proof that dpop.Check or Record refused.
+func proofError(cfg *config, err error) error {
+	var de *dpop.Error
+	if errors.As(err, &de) && de.Err == nil {
+		return dpopError(cfg, de.Code, de.Description, err)
+	}
+	return err // the replay cache failed
 }
 
 func dpopError(cfg *config, code, desc string, err error) *DPoPError {

@@ -133,11 +133,14 @@ func verify(r *http.Request, v *token.Verifier, cfg *config) (token.Claims, stri
 		}
 		return token.Claims{}, ResultInvalid, err
 	}
+	var proof dpop.Proof
 	switch {
 	case scheme == "DPoP":
-		if result, err := verifyDPoP(r, cfg, raw, claims); err != nil {
+		p, result, err := checkDPoP(r, cfg, raw, claims)
+		if err != nil {
 			return token.Claims{}, result, err
 		}
+		proof = p
 	case claims.KeyThumbprint != "":
 		// RFC 9449 section 7.2: a DPoP-bound token is never a bearer token.
 		return token.Claims{}, ResultBoundAsBearer, dpopError(cfg, "invalid_token",
@@ -150,6 +153,11 @@ func verify(r *http.Request, v *token.Verifier, cfg *config) (token.Claims, stri
 				err = dpopError(cfg, "invalid_token", "the session has ended", err)
 			}
 			return token.Claims{}, ResultSessionEnded, err
+		}
+	}
+	if scheme == "DPoP" {
+		if result, err := recordDPoP(r, cfg, proof); err != nil {
+			return token.Claims{}, result, err
 		}
 	}
 	return claims, ResultValid, nil

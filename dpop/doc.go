@@ -14,6 +14,12 @@
 // ([Nonces], section 8). [Thumbprint] is the RFC 7638 "jkt" that binds
 // tokens to the key.
 //
+// [Verifier.Verify] does it all at once. A server whose requests carry a
+// credential besides the proof (a password, a refresh token, an access
+// token) calls [Verifier.Check] first, checks the credential, and only
+// then [Verifier.Record]s the jti, so that requests without a valid
+// credential cannot fill the replay cache.
+//
 // The package depends on the standard library and golang-jwt only, so
 // resource servers can import it without the rest of silentrefresh.
 package dpop

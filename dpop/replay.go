@@ -18,6 +18,17 @@ type ReplayCache interface {
 	Seen(ctx context.Context, key [32]byte, now, expires time.Time) (bool, error)
 }
 
+// A ReplayLookup is a ReplayCache that can also tell, without recording
+// anything, whether a proof was recorded: Verifier.Check then refuses a
+// replayed proof before the request's credential is checked, rather than
+// Record after. MemoryReplay is one.
+type ReplayLookup interface {
+	ReplayCache
+	// Recorded reports whether key was recorded and had not expired by
+	// now.
+	Recorded(ctx context.Context, key [32]byte, now time.Time) (bool, error)
+}
+
 // ReplayKey is the key under which a proof with the given key thumbprint
 // and jti is remembered: their SHA-256, so that entries have a fixed size
 // whatever a client puts in jti, and that one key's jti values cannot
@@ -82,6 +93,14 @@ func (m *MemoryReplay) Seen(_ context.Context, key [32]byte, now, expires time.T
 	m.seen[key] = expires
 	m.order = append(m.order, replayEntry{key: key, expires: expires})
 	return false, nil
+}
+
+// Recorded implements ReplayLookup.
+func (m *MemoryReplay) Recorded(_ context.Context, key [32]byte, now time.Time) (bool, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	exp, ok := m.seen[key]
+	return ok && exp.After(now), nil
 }
 
 // sweep forgets the entries, oldest first, that expired by now. It stops

@@ -160,19 +160,37 @@ type claims struct {
 
 // Verify checks the DPoP proof of a request, given the values of its DPoP
 // header (http.Header.Values("DPoP")), by every rule of RFC 9449 section
-// 4.3, in this order: exactly one header, a well-formed JWS with the
-// required claims, typ "dpop+jwt", an accepted asymmetric algorithm, a jwk
-// of that algorithm's key type without private key material, a valid
-// signature with it, htm and htu matching req, the server's nonce when it
-// asks for one, iat within MaxAge before and MaxSkew after now, ath
-// matching req.AccessToken when that is set, and a jti not seen before.
+// 4.3: Check, then Record. It suits a request whose proof is its only
+// credential; where the proof comes with a password or a token, check the
+// proof with Check, the credential next, and Record the proof last, so
+// that requests without a valid credential cannot fill the ReplayCache.
 //
 // No header at all returns ErrNoProof. A refused proof returns an *Error
 // whose Code is CodeUseNonce for a missing or stale nonce and
-// CodeInvalidProof otherwise. Only a proof that passes every other check
-// is recorded in the ReplayCache; when the cache fails, the error wraps its
+// CodeInvalidProof otherwise; when the cache fails, the error wraps its
 // error (ErrReplayCacheFull, or the store's).
 func (v *Verifier) Verify(ctx context.Context, values []string, req Request) (Proof, error) {
+	p, err := v.Check(ctx, values, req)
+	if err != nil {
+		return Proof{}, err
+	}
+	if err := v.Record(ctx, p); err != nil {
+		return Proof{}, err
+	}
+	return p, nil
+}
+
+// Check checks a proof by every rule of Verify but the last, in this
+// order: exactly one header, a well-formed JWS with the required claims,
+// typ "dpop+jwt", an accepted asymmetric algorithm, a jwk of that
+// algorithm's key type without private key material, a valid signature
+// with it, htm and htu matching req, the server's nonce when it asks for
+// one, iat within MaxAge before and MaxSkew after now, and ath matching
+// req.AccessToken when that is set; and, when the ReplayCache is a
+// ReplayLookup, a jti not recorded yet. It records nothing: the proof is
+// good for one request only once Record accepts it. Its errors are those
+// of Verify.
+func (v *Verifier) Check(ctx context.Context, values []string, req Request) (Proof, error) {
 	switch len(values) {
 	case 0:
 		return Proof{}, ErrNoProof
@@ -231,14 +249,34 @@ func (v *Verifier) Verify(ctx context.Context, values []string, req Request) (Pr
 			return Proof{}, invalid("ath does not match the access token")
 		}
 	}
-	seen, err := v.replay.Seen(ctx, ReplayKey(p.Thumbprint, p.ID), now, p.IssuedAt.Add(v.maxAge))
-	if err != nil {
-		return Proof{}, &Error{Code: CodeInvalidProof, Description: "the proof could not be checked for replay", Err: err}
-	}
-	if seen {
-		return Proof{}, invalid("jti was already used: a proof is good for one request")
+	if l, ok := v.replay.(ReplayLookup); ok {
+		seen, err := l.Recorded(ctx, ReplayKey(p.Thumbprint, p.ID), now)
+		if err != nil {
+			return Proof{}, &Error{Code: CodeInvalidProof, Description: "the proof could not be checked for replay", Err: err}
+		}
+		if seen {
+			return Proof{}, errReplayed()
+		}
 	}
 	return p, nil
+}
+
+func errReplayed() *Error { return invalid("jti was already used: a proof is good for one request") }
+
+// Record records in the ReplayCache a proof that Check accepted, until it
+// leaves the MaxAge window, and refuses it with CodeInvalidProof when it
+// was recorded before: a proof is good for one request. When the cache
+// fails, the error is an *Error that wraps the cache's error
+// (ErrReplayCacheFull, or the store's).
+func (v *Verifier) Record(ctx context.Context, p Proof) error {
+	seen, err := v.replay.Seen(ctx, ReplayKey(p.Thumbprint, p.ID), v.now(), p.IssuedAt.Add(v.maxAge))
+	if err != nil {
+		return &Error{Code: CodeInvalidProof, Description: "the proof could not be checked for replay", Err: err}
+	}
+	if seen {
+		return errReplayed()
+	}
+	return nil
 }
 
 // parse splits and decodes a proof and checks its header and the presence

@@ -356,3 +356,49 @@ func TestNormalizeURL(t *testing.T) {
 		}
 	}
 }
+
+// Check records nothing: a proof checked any number of times, as a token
+// endpoint checks one whose password turns out wrong, fills no cache slot,
+// and is accepted once by Record and never again.
+func TestCheckRecordsNothing(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemoryReplay(1)
+	v, err := NewVerifier(Config{Now: func() time.Time { return t0 }, Replay: m})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw := validParts(t, mustKey(t, AlgEdDSA)).sign(t)
+	var p Proof
+	for range 3 {
+		if p, err = v.Check(ctx, []string{raw}, resourceReq); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if m.Len() != 0 {
+		t.Fatalf("Check recorded %d proofs, want 0", m.Len())
+	}
+	if err := v.Record(ctx, p); err != nil {
+		t.Fatalf("first Record: %v", err)
+	}
+	var de *Error
+	if err := v.Record(ctx, p); !errors.As(err, &de) || de.Code != CodeInvalidProof || !strings.Contains(de.Description, "already used") {
+		t.Fatalf("second Record: err = %v, want invalid_dpop_proof jti already used", err)
+	}
+	if _, err := v.Verify(ctx, []string{raw}, resourceReq); !errors.As(err, &de) || !strings.Contains(de.Description, "already used") {
+		t.Fatalf("Verify of a recorded proof: err = %v, want jti already used", err)
+	}
+	// A MemoryReplay lets Check refuse a recorded proof before the
+	// request's credential is looked at.
+	if _, err := v.Check(ctx, []string{raw}, resourceReq); !errors.As(err, &de) || !strings.Contains(de.Description, "already used") {
+		t.Fatalf("Check of a recorded proof: err = %v, want jti already used", err)
+	}
+	// The cache is full: Record says so, Check does not care.
+	q := validParts(t, mustKey(t, AlgES256))
+	pq, err := v.Check(ctx, []string{q.sign(t)}, resourceReq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := v.Record(ctx, pq); !errors.Is(err, ErrReplayCacheFull) {
+		t.Fatalf("Record into a full cache: err = %v, want ErrReplayCacheFull", err)
+	}
+}

@@ -29,7 +29,7 @@ var dpopResults = []string{dpopValid, dpopInvalid, dpopNonce, dpopMissing}
 // With nonces, the nonce secret is loaded from the store (created on first
 // start).
 func newDPoPVerifier(ctx context.Context, cfg Config) (*dpop.Verifier, error) {
-	dc := dpop.Config{Now: cfg.Now}
+	dc := dpop.Config{Now: cfg.Now, Replay: dpop.NewMemoryReplay(cfg.DPoPReplayEntries)}
 	if cfg.DPoPNonce {
 		candidate, err := randomSecret()
 		if err != nil {
@@ -69,25 +69,50 @@ func (s *Server) setNonce(w http.ResponseWriter) {
 	}
 }
 
-// tokenProof checks the DPoP proof of a request to a token endpoint (the
-// OAuth2 token endpoint, the JSON API's login and refresh) and returns the
-// thumbprint of its key, or "" when the request has no DPoP header. A
-// refused proof is a 400 invalid_dpop_proof or use_dpop_nonce (RFC 9449
-// sections 5 and 8) and changes nothing stored.
-func (s *Server) tokenProof(w http.ResponseWriter, r *http.Request) (string, error) {
-	s.setNonce(w)
-	p, err := s.dpop.Verify(r.Context(), r.Header.Values("DPoP"), dpop.Request{Method: r.Method, URL: s.requestURL(r)})
-	if errors.Is(err, dpop.ErrNoProof) {
-		return "", nil
-	}
-	if err != nil {
-		return "", s.proofError(err)
-	}
-	s.metrics.dpop.WithLabelValues(dpopValid).Inc()
-	return p.Thumbprint, nil
+// proof is the DPoP proof of a request to a token endpoint, checked by
+// every rule but not yet recorded in the replay cache. The zero value is
+// no proof.
+type proof struct {
+	p   dpop.Proof
+	jkt string // the thumbprint of the proof's key; "" for no proof
 }
 
-// proofError turns an error of dpop.Verify into the answer of a token
+// tokenProof checks the DPoP proof of a request to a token endpoint (the
+// OAuth2 token endpoint, the JSON API's login, refresh and exchange) and
+// returns it, or the zero proof when the request has no DPoP header. A
+// refused proof is a 400 invalid_dpop_proof or use_dpop_nonce (RFC 9449
+// sections 5 and 8) and changes nothing stored. The proof is not recorded:
+// the handler calls recordProof once the request's credential proved
+// valid, so that requests without one cannot fill the replay cache.
+func (s *Server) tokenProof(w http.ResponseWriter, r *http.Request) (proof, error) {
+	s.setNonce(w)
+	p, err := s.dpop.Check(r.Context(), r.Header.Values("DPoP"), dpop.Request{Method: r.Method, URL: s.requestURL(r)})
+	if errors.Is(err, dpop.ErrNoProof) {
+		return proof{}, nil
+	}
+	if err != nil {
+		return proof{}, s.proofError(err)
+	}
+	return proof{p: p, jkt: p.Thumbprint}, nil
+}
+
+// recordProof records the proof of a request whose credential proved
+// valid (the password matched, the assertion held, the refresh token was
+// exchanged), so that it is good for no other request. A proof used
+// before is a 400 invalid_dpop_proof; a full cache a 503. The zero proof
+// records nothing.
+func (s *Server) recordProof(ctx context.Context, pr proof) error {
+	if pr.jkt == "" {
+		return nil
+	}
+	if err := s.dpop.Record(ctx, pr.p); err != nil {
+		return s.proofError(err)
+	}
+	s.metrics.dpop.WithLabelValues(dpopValid).Inc()
+	return nil
+}
+
+// proofError turns an error of dpop.Check or Record into the answer of a token
 // endpoint, and counts it.
 func (s *Server) proofError(err error) error {
 	var de *dpop.Error
@@ -110,13 +135,13 @@ func (s *Server) proofError(err error) error {
 
 // loginProof is tokenProof for a login: with Config.RequireDPoP, a login
 // without a proof is refused.
-func (s *Server) loginProof(w http.ResponseWriter, r *http.Request) (string, error) {
-	jkt, err := s.tokenProof(w, r)
-	if err == nil && jkt == "" && s.cfg.RequireDPoP {
+func (s *Server) loginProof(w http.ResponseWriter, r *http.Request) (proof, error) {
+	pr, err := s.tokenProof(w, r)
+	if err == nil && pr.jkt == "" && s.cfg.RequireDPoP {
 		s.metrics.dpop.WithLabelValues(dpopMissing).Inc()
-		return "", badRequest(dpop.CodeInvalidProof, "this server requires a DPoP proof (RFC 9449) with every login")
+		return proof{}, badRequest(dpop.CodeInvalidProof, "this server requires a DPoP proof (RFC 9449) with every login")
 	}
-	return jkt, err
+	return pr, err
 }
 
 // tokenType is the token_type of a grant's access token (RFC 9449

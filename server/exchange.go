@@ -75,8 +75,8 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	s.openJSONSession(w, r, req.Cookie, func(jkt string) (session.Grant, error) {
-		g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope, jkt)
+	s.openJSONSession(w, r, req.Cookie, func(pr proof) (session.Grant, error) {
+		g, err := s.exchange(r, *req.Assertion, caller{}, req.Scope, pr)
 		var ae *apiError
 		if errors.As(err, &ae) && ae.Code == "invalid_grant" {
 			ae.Status = http.StatusUnauthorized // as the JSON API's refresh answers it
@@ -87,7 +87,7 @@ func (s *Server) handleExchange(w http.ResponseWriter, r *http.Request) {
 
 // exchange validates an assertion and opens its session. Its errors are
 // *apiError for the client's mistakes and others for internalError.
-func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt string) (session.Grant, error) {
+func (s *Server) exchange(r *http.Request, raw string, cl caller, scope string, pr proof) (session.Grant, error) {
 	if s.assertions == nil {
 		return session.Grant{}, badRequest("unsupported_grant_type", "this server trusts no assertion issuers (serve --trusted-issuer)")
 	}
@@ -102,7 +102,7 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt str
 		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope, jkt)
+	g, err := s.openSession(r, Identity{Subject: a.SessionSubject(), Claims: a.Claims}, cl, scope, pr)
 	if err != nil {
 		s.assertionTotal.WithLabelValues(outcomeError).Inc()
 		return session.Grant{}, err
@@ -112,12 +112,16 @@ func (s *Server) exchange(r *http.Request, raw string, cl caller, scope, jkt str
 	return g, nil
 }
 
-// openSession opens the session of an identity, bound to the DPoP key jkt
-// unless it is empty. A malformed scope is an
+// openSession opens the session of an identity, bound to the key of the
+// DPoP proof pr unless it is the zero proof. The identity is proven: pr
+// is recorded first, so that a proof opens one session only. A malformed scope is an
 // *apiError; claims that cannot go into a token come from the
 // Authenticator, not the client, and are the server's error.
-func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope, jkt string) (session.Grant, error) {
-	l := session.Login{Subject: id.Subject, ClientID: cl.ID, KeyThumbprint: jkt, Attributes: session.Attributes{
+func (s *Server) openSession(r *http.Request, id Identity, cl caller, scope string, pr proof) (session.Grant, error) {
+	if err := s.recordProof(r.Context(), pr); err != nil {
+		return session.Grant{}, err
+	}
+	l := session.Login{Subject: id.Subject, ClientID: cl.ID, KeyThumbprint: pr.jkt, Attributes: session.Attributes{
 		Scope: scope, LiveClaims: id.LiveClaims, ConfidentialClient: cl.Authenticated,
 	}}
 	if id.LiveClaims {

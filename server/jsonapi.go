@@ -45,8 +45,8 @@ func (s *Server) handleLogin(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	s.openJSONSession(w, r, req.Cookie, func(jkt string) (session.Grant, error) {
-		return s.login(r, *req.Username, *req.Password, caller{}, "", jkt)
+	s.openJSONSession(w, r, req.Cookie, func(pr proof) (session.Grant, error) {
+		return s.login(r, *req.Username, *req.Password, caller{}, "", pr)
 	})
 }
 
@@ -62,7 +62,7 @@ func requiredField(name string, v *string) *apiError {
 // openJSONSession answers a JSON API request that opens a session (a login
 // or an assertion exchange): in cookie mode the origin check first, then
 // as grantSession.
-func (s *Server) openJSONSession(w http.ResponseWriter, r *http.Request, cookie bool, open func(jkt string) (session.Grant, error)) {
+func (s *Server) openJSONSession(w http.ResponseWriter, r *http.Request, cookie bool, open func(pr proof) (session.Grant, error)) {
 	if cookie {
 		if e := s.checkOrigin(r); e != nil {
 			writeError(w, e)
@@ -73,16 +73,16 @@ func (s *Server) openJSONSession(w http.ResponseWriter, r *http.Request, cookie 
 }
 
 // grantSession answers a request that opens a session: it checks the DPoP
-// proof of the request, if any, calls open with the proof key's thumbprint
-// (empty for a bearer session), and writes the grant, or the error as fail
-// does.
-func (s *Server) grantSession(w http.ResponseWriter, r *http.Request, open func(jkt string) (session.Grant, error), write func(http.ResponseWriter, session.Grant)) {
-	jkt, err := s.loginProof(w, r)
+// proof of the request, if any, calls open with it (the zero proof for a
+// bearer session; open records it once the credential held), and writes
+// the grant, or the error as fail does.
+func (s *Server) grantSession(w http.ResponseWriter, r *http.Request, open func(pr proof) (session.Grant, error), write func(http.ResponseWriter, session.Grant)) {
+	pr, err := s.loginProof(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := open(jkt)
+	g, err := open(pr)
 	if err != nil {
 		s.fail(w, r, err)
 		return
@@ -91,9 +91,10 @@ func (s *Server) grantSession(w http.ResponseWriter, r *http.Request, open func(
 }
 
 // login authenticates and opens a session with the given scope, bound to
-// the DPoP key jkt unless it is empty. Its errors are *apiError for the
+// the key of the DPoP proof pr, which it records once the password
+// matched, unless pr is the zero proof. Its errors are *apiError for the
 // client's mistakes and others for internalError.
-func (s *Server) login(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
+func (s *Server) login(r *http.Request, username, password string, cl caller, scope string, pr proof) (session.Grant, error) {
 	if err := user.ValidUsername(username); err != nil {
 		return session.Grant{}, badRequest("invalid_request", "%v", err)
 	}
@@ -106,7 +107,7 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	if err != nil {
 		return session.Grant{}, err
 	}
-	g, err := s.openSession(r, id, cl, scope, jkt)
+	g, err := s.openSession(r, id, cl, scope, pr)
 	if err != nil {
 		return session.Grant{}, err
 	}
@@ -119,7 +120,7 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	} else if len(g.Evicted) > 0 {
 		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
 	}
-	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", jkt != "")
+	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", pr.jkt != "")
 	return g, nil
 }
 
@@ -147,12 +148,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	jkt, err := s.tokenProof(w, r)
+	pr, err := s.tokenProof(w, r)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	g, err := s.engine.RefreshBound(r.Context(), rt, "", jkt)
+	g, err := s.engine.RefreshBound(r.Context(), rt, "", pr.jkt)
 	s.observeRefresh(r, g, err)
 	var ge *session.GrantError
 	switch {
@@ -164,6 +165,12 @@ func (s *Server) handleRefresh(w http.ResponseWriter, r *http.Request) {
 		return
 	case err != nil:
 		s.internalError(w, r, err)
+		return
+	}
+	// Recorded once the token was exchanged: an unknown token takes no
+	// place in the replay cache.
+	if err := s.recordProof(r.Context(), pr); err != nil {
+		s.fail(w, r, err)
 		return
 	}
 	s.writeGrant(w, g, fromCookie)

@@ -37,8 +37,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the password grant needs username and password"))
 			return
 		}
-		s.grantSession(w, r, func(jkt string) (session.Grant, error) {
-			return s.passwordGrant(r, username, password, cl, scope, jkt)
+		s.grantSession(w, r, func(pr proof) (session.Grant, error) {
+			return s.passwordGrant(r, username, password, cl, scope, pr)
 		}, s.writeOAuth2Grant)
 	case "refresh_token":
 		rt := form["refresh_token"]
@@ -46,12 +46,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the refresh_token grant needs refresh_token"))
 			return
 		}
-		jkt, err := s.tokenProof(w, r)
+		pr, err := s.tokenProof(w, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: jkt})
+		g, err := s.engine.RefreshWith(r.Context(), session.RefreshRequest{Token: rt, ClientID: cid, Scope: scope, KeyThumbprint: pr.jkt})
 		s.observeRefresh(r, g, err)
 		var (
 			ge *session.GrantError
@@ -65,6 +65,12 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 		case err != nil:
 			s.internalError(w, r, err)
 		default:
+			// Recorded once the token was exchanged: an unknown token
+			// takes no place in the replay cache.
+			if err := s.recordProof(r.Context(), pr); err != nil {
+				s.fail(w, r, err)
+				return
+			}
 			s.writeOAuth2Grant(w, g)
 		}
 	case GrantTypeJWTBearer:
@@ -74,8 +80,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 			writeError(w, badRequest("invalid_request", "the jwt-bearer grant needs assertion"))
 			return
 		}
-		s.grantSession(w, r, func(jkt string) (session.Grant, error) {
-			return s.exchange(r, raw, cl, scope, jkt)
+		s.grantSession(w, r, func(pr proof) (session.Grant, error) {
+			return s.exchange(r, raw, cl, scope, pr)
 		}, s.writeOAuth2Grant)
 	case "":
 		writeError(w, badRequest("invalid_request", "grant_type is required"))
@@ -86,8 +92,8 @@ func (s *Server) handleToken(w http.ResponseWriter, r *http.Request) {
 
 // passwordGrant is RFC 6749 section 4.3. Wrong credentials are
 // invalid_grant (section 5.2), not the JSON API's 401.
-func (s *Server) passwordGrant(r *http.Request, username, password string, cl caller, scope, jkt string) (session.Grant, error) {
-	g, err := s.login(r, username, password, cl, scope, jkt)
+func (s *Server) passwordGrant(r *http.Request, username, password string, cl caller, scope string, pr proof) (session.Grant, error) {
+	g, err := s.login(r, username, password, cl, scope, pr)
 	var ae *apiError
 	if errors.As(err, &ae) && ae.Code == "invalid_credentials" {
 		err = badRequest("invalid_grant", "unknown username or wrong password")

@@ -96,6 +96,11 @@ type Config struct {
 	// (RFC 9449 section 8), sent in the DPoP-Nonce header; a proof without
 	// the current nonce is answered use_dpop_nonce. Off by default.
 	DPoPNonce bool
+	// DPoPReplayEntries is the capacity of the DPoP replay cache, the
+	// proofs remembered inside their 60s window; past it, DPoP requests
+	// are answered 503 until entries expire. Only proofs that came with a
+	// valid credential take an entry. Zero: dpop.DefaultReplayEntries.
+	DPoPReplayEntries int
 
 	// RequestTimeout bounds the database work of one request, so that an
 	// unreachable database yields a 503 rather than a hang. Zero: 5s.

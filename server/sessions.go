@@ -126,12 +126,12 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request, body *
 			writeError(w, e)
 			return
 		}
-		jkt, err := s.tokenProof(w, r)
+		pr, err := s.tokenProof(w, r)
 		if err != nil {
 			s.fail(w, r, err)
 			return
 		}
-		n, err := s.engine.LogoutEverywhere(r.Context(), rt, jkt)
+		n, err := s.engine.LogoutEverywhere(r.Context(), rt, pr.jkt)
 		var ge *session.GrantError
 		switch {
 		case errors.As(err, &ge):
@@ -139,6 +139,12 @@ func (s *Server) logoutEverywhere(w http.ResponseWriter, r *http.Request, body *
 			return
 		case err != nil:
 			s.internalError(w, r, err)
+			return
+		}
+		// Recorded once the token proved good: an unknown token takes no
+		// place in the replay cache.
+		if err := s.recordProof(r.Context(), pr); err != nil {
+			s.fail(w, r, err)
 			return
 		}
 		if fromCookie {
