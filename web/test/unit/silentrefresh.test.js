@@ -8,7 +8,7 @@ import {
   ReauthRequiredError,
   RefreshError,
 } from '../../silentrefresh.js';
-import { BASE, clock, deferred, FakeServer, LockManager, MemoryStorage, until } from './fakes.js';
+import { BASE, clock, deferred, FakeServer, handoffStore, heldChannel, LockManager, MemoryStorage, until } from './fakes.js';
 
 let keys = 0;
 
@@ -312,45 +312,6 @@ describe('across tabs', () => {
   // has reached it, and presents the refresh token a has just rotated. Here
   // b's copy of storage never sees a's writes, and a's messages reach b
   // only when the test lets them through (held).
-  function heldChannel() {
-    const held = [];
-    let open = true;
-    class HeldChannel extends BroadcastChannel {
-      set onmessage(fn) {
-        super.onmessage = (ev) => (open ? fn(ev) : held.push(() => fn(ev)));
-      }
-    }
-    return {
-      BroadcastChannel: HeldChannel,
-      held,
-      hold() {
-        open = false;
-      },
-      deliver() {
-        open = true;
-        for (const f of held.splice(0)) f();
-      },
-    };
-  }
-
-  /** A store consistent across tabs, as IndexedDB is; counts its reads. */
-  function handoffStore() {
-    const m = new Map();
-    const st = {
-      reads: 0,
-      writes: 0,
-      get: async (k) => {
-        st.reads++;
-        return m.get(k) ?? null;
-      },
-      set: async (k, v) => {
-        st.writes++;
-        m.set(k, structuredClone(v));
-      },
-    };
-    return st;
-  }
-
   const modes = [
     { name: 'bearer', server: () => new FakeServer(), client: {} },
     { name: 'cookie', server: () => new FakeServer({ cookieMode: true }), client: { mode: 'cookie' } },
