@@ -142,6 +142,17 @@ export interface ClientOptions {
   fetch?: typeof fetch;
   /** Web Locks. Default navigator.locks; null disables locking. */
   locks?: LockManagerLike | null;
+  /**
+   * Where a tab that refreshed under the lock records which tokens are
+   * newest, for the next tab to get the lock: a store every tab reads
+   * consistently ({get, set}, methods may return promises). Default:
+   * IndexedDB (database "silentrefresh-tabs"); none where it is missing.
+   */
+  handoffStore?: {
+    get(name: string): unknown | Promise<unknown>;
+    set(name: string, record: { n: number; at: number }): void | Promise<void>;
+    close?(): void;
+  };
   /** BroadcastChannel constructor. Default globalThis.BroadcastChannel; null disables it. */
   BroadcastChannel?: typeof BroadcastChannel | null;
   /** For visibilitychange. Default globalThis.document. */

@@ -283,12 +283,12 @@ const IDB_STORE = 'dpop-keys';
  * the browser made it, non-extractable, and every tab of the origin reads
  * the same records.
  */
-function indexedDBKeyStore(idb) {
+function indexedDBKeyStore(idb, dbName = IDB_NAME, storeName = IDB_STORE) {
   let dbp = null;
   const open = () =>
     (dbp ??= new Promise((resolve, reject) => {
-      const r = idb.open(IDB_NAME, 1);
-      r.onupgradeneeded = () => r.result.createObjectStore(IDB_STORE);
+      const r = idb.open(dbName, 1);
+      r.onupgradeneeded = () => r.result.createObjectStore(storeName);
       r.onsuccess = () => {
         const db = r.result;
         db.onversionchange = () => {
@@ -305,9 +305,9 @@ function indexedDBKeyStore(idb) {
   const tx = async (mode, fn) => {
     const db = await open();
     return new Promise((resolve, reject) => {
-      const t = db.transaction(IDB_STORE, mode);
+      const t = db.transaction(storeName, mode);
       let out;
-      fn(t.objectStore(IDB_STORE), (v) => (out = v));
+      fn(t.objectStore(storeName), (v) => (out = v));
       t.oncomplete = () => resolve(out);
       t.onerror = () => reject(t.error);
       t.onabort = () => reject(t.error);
@@ -334,6 +334,22 @@ function indexedDBKeyStore(idb) {
       dbp = null;
     },
   };
+}
+
+/**
+ * The store of the handoff record between lock holders: the handoffStore
+ * option ({get, set}, methods may return promises), else IndexedDB
+ * (database "silentrefresh-tabs", store "handoff"), else none.
+ */
+function handoffStore(given) {
+  if (given != null) {
+    if (typeof given.get !== 'function' || typeof given.set !== 'function') {
+      throw new TypeError('silentrefresh: handoffStore must be {get, set}');
+    }
+    return given;
+  }
+  if (!globalThis.indexedDB) return null;
+  return indexedDBKeyStore(globalThis.indexedDB, 'silentrefresh-tabs', 'handoff');
 }
 
 /** A record of the key store: {jkt, jwk, privateKey}, or null for anything else. */
@@ -575,6 +591,7 @@ export function createClient(options = {}) {
   const tabId = randomId();
   if (options.dpop && oauth2) throw new TypeError('silentrefresh: dpop is for the JSON API (bearer or cookie mode), not oauth2');
   const prover = options.dpop ? dpopProver(options.dpop, storageKey, now) : null;
+  const handoff = crossTab && locks && typeof locks.request === 'function' ? handoffStore(options.handoffStore) : null;
 
   // State. JavaScript runs one task at a time, so plain variables are safe;
   // what needs care is the interleaving at every await.
@@ -760,6 +777,67 @@ export function createClient(options = {}) {
     }
   }
 
+  // --- the handoff between lock holders -----------------------------------
+  //
+  // The lock says who refreshes; it does not carry the tokens. A tab that
+  // gets the lock right after another tab's refresh may not have received
+  // that tab's localStorage write nor its message yet (browsers deliver
+  // both to other tabs asynchronously, late on a loaded machine), and would
+  // present the refresh token that was just rotated: a strict server takes
+  // that for theft and ends the session. So every lock holder that makes
+  // new tokens numbers them (state.handoff, one more than the last) and
+  // records {n, at} under the lock in a store that every tab reads
+  // consistently the moment the lock is released (IndexedDB). The next
+  // holder reads that record first, and if its tokens are older it waits,
+  // a bounded time, for the newer ones to arrive by message or storage.
+
+  const handoffWait = Math.min(refreshTimeout, 5_000);
+
+  async function readHandoff() {
+    if (!handoff) return null;
+    try {
+      const h = await handoff.get(lockName);
+      return h && Number.isFinite(h.n) && Number.isFinite(h.at) ? h : null;
+    } catch {
+      return null; // no IndexedDB here (private mode, quota): as without one
+    }
+  }
+
+  /** Numbers s as the tokens after h and records that, under the lock. */
+  async function recordHandoff(h, s) {
+    s.handoff = (h?.n ?? 0) + 1;
+    if (!handoff) return;
+    try {
+      await handoff.set(lockName, { n: s.handoff, at: s.obtainedAt ?? now() });
+    } catch {
+      // Nothing recorded: the next holder falls back on storage and messages.
+    }
+  }
+
+  /** Whether the state s is the one h records, or a later one. */
+  function caughtUp(s, h) {
+    return !h || h.at <= endedAt || (s != null && ((s.handoff ?? 0) >= h.n || (s.obtainedAt ?? 0) >= h.at));
+  }
+
+  /**
+   * Waits until this tab has the tokens h records (from a message or from
+   * storage), at most handoffWait ms; then a temporary RefreshError: the
+   * tokens stay, and nothing is presented that may have been rotated.
+   */
+  async function catchUp(h, e0) {
+    const deadline = Date.now() + handoffWait;
+    for (;;) {
+      if (epoch !== e0) throw new ReauthRequiredError('logout');
+      let s = await readStore();
+      if (newer(current, s)) s = current;
+      if (caughtUp(s, h)) return s;
+      if (Date.now() >= deadline) {
+        throw new RefreshError("the tokens another tab refreshed have not reached this tab", { temporary: true });
+      }
+      await new Promise((r) => setTimeoutAtLoad(r, 10));
+    }
+  }
+
   // --- ending a session ----------------------------------------------------
 
   /**
@@ -829,6 +907,9 @@ export function createClient(options = {}) {
           await yieldTask();
           if (newer(current, s)) s = current;
         }
+        // The last holder's tokens may not have reached this tab yet.
+        const h = await readHandoff();
+        if (s && !caughtUp(s, h)) s = await catchUp(h, e0);
         if (usable(s)) {
           emit('refresh', { id, phase: 'adopted', at: now(), startedAt: started });
           return adopt(s, 'peer');
@@ -850,6 +931,7 @@ export function createClient(options = {}) {
         if (epoch !== e0) throw new ReauthRequiredError('logout');
         // A new session began meanwhile (possible only without locks): it wins.
         if (gen !== g0 && current) return current;
+        await recordHandoff(h, s2);
         await writeStore(s2);
         adopt(s2, 'refresh');
         announce({ type: 'tokens' });
@@ -1093,6 +1175,7 @@ export function createClient(options = {}) {
   async function begin(s, source, rec = null) {
     await withLock(async () => {
       gen++; // under the lock: a refresh holding it finishes (and is overwritten) first
+      await recordHandoff(await readHandoff(), s);
       // The key first: a tab that sees the tokens finds their key.
       if (rec) await prover.store(rec);
       await writeStore(s);
@@ -1351,6 +1434,7 @@ export function createClient(options = {}) {
       closed = true;
       for (const c of cleanups.splice(0)) c();
       prover?.close();
+      handoff?.close?.();
       listeners.clear();
     },
     /** The options in force, for display. */

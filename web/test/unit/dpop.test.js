@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { createHash, webcrypto } from 'node:crypto';
 
 import { createClient, isReauthRequired, LoginError } from '../../silentrefresh.js';
-import { BASE, clock, FakeServer, LockManager, MemoryStorage } from './fakes.js';
+import { BASE, clock, FakeServer, handoffStore, heldChannel, LockManager, MemoryStorage, until } from './fakes.js';
 
 const sha256 = (s) => createHash('sha256').update(s).digest('base64url');
 
@@ -243,6 +243,36 @@ describe('DPoP proofs', () => {
     a.close();
     const reloaded = tab(t, server, clk, { keyStore, storage });
     assert.equal((await reloaded(`${BASE}/api/me`)).status, 200);
+    assert.equal(new Set(server.proofs.map((p) => p.jkt)).size, 1);
+    assert.equal(server.answers.filter(([, s]) => s !== 200).length, 0);
+  });
+
+  it("a tab that gets the lock after another tab's refresh waits for its tokens and signs with the one key", async (t) => {
+    // Tab b's storage never sees a's writes; a's messages reach b only
+    // when let through. b must not present the refresh token a rotated.
+    const server = new DPoPServer();
+    const clk = clock();
+    const keyStore = memoryKeyStore();
+    const ch = heldChannel();
+    const shared = { keyStore, locks: new LockManager(), handoffStore: handoffStore(), key: 'dpop-handoff' };
+    const storage = new MemoryStorage();
+    const lagging = new MemoryStorage();
+    const a = tab(t, server, clk, { ...shared, storage, BroadcastChannel });
+    const b = tab(t, server, clk, { ...shared, storage: lagging, BroadcastChannel: ch.BroadcastChannel });
+    await a.login('alice', 'pw');
+    await until(() => b.tokens() != null, 'b has the session');
+    lagging.setItem('silentrefresh:dpop-handoff', storage.getItem('silentrefresh:dpop-handoff'));
+    ch.hold();
+    expire(clk, a);
+    assert.equal((await a(`${BASE}/api/me`)).status, 200);
+    const reads = shared.handoffStore.reads;
+    const rb = b(`${BASE}/api/me`);
+    await until(() => shared.handoffStore.reads > reads || server.inner.calls.refresh >= 2, 'b holds the lock after a');
+    ch.deliver();
+    assert.equal((await rb).status, 200);
+    assert.equal(server.inner.calls.refresh, 1);
+    assert.equal(server.inner.revoked, false, 'a refresh token presented twice');
+    assert.equal(b.tokens().accessToken, a.tokens().accessToken);
     assert.equal(new Set(server.proofs.map((p) => p.jkt)).size, 1);
     assert.equal(server.answers.filter(([, s]) => s !== 200).length, 0);
   });

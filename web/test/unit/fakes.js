@@ -236,6 +236,50 @@ export class FakeServer {
   }
 }
 
+/**
+ * A BroadcastChannel class whose messages to this "tab" can be held back
+ * (hold) and let through later (deliver), as a loaded browser delivers
+ * them late.
+ */
+export function heldChannel() {
+  const held = [];
+  let open = true;
+  class HeldChannel extends BroadcastChannel {
+    set onmessage(fn) {
+      super.onmessage = (ev) => (open ? fn(ev) : held.push(() => fn(ev)));
+    }
+  }
+  return {
+    BroadcastChannel: HeldChannel,
+    held,
+    hold() {
+      open = false;
+    },
+    deliver() {
+      open = true;
+      for (const f of held.splice(0)) f();
+    },
+  };
+}
+
+/** A handoffStore consistent across tabs, as IndexedDB is; counts reads and writes. */
+export function handoffStore() {
+  const m = new Map();
+  const st = {
+    reads: 0,
+    writes: 0,
+    get: async (k) => {
+      st.reads++;
+      return m.get(k) ?? null;
+    },
+    set: async (k, v) => {
+      st.writes++;
+      m.set(k, structuredClone(v));
+    },
+  };
+  return st;
+}
+
 /** Waits until cond() is true, polling on the event loop (no timers). */
 export async function until(cond, what = 'condition', tries = 10_000) {
   for (let i = 0; i < tries; i++) {

@@ -8,7 +8,7 @@ import {
   ReauthRequiredError,
   RefreshError,
 } from '../../silentrefresh.js';
-import { BASE, clock, deferred, FakeServer, LockManager, MemoryStorage, until } from './fakes.js';
+import { BASE, clock, deferred, FakeServer, handoffStore, heldChannel, LockManager, MemoryStorage, until } from './fakes.js';
 
 let keys = 0;
 
@@ -303,6 +303,77 @@ describe('across tabs', () => {
     assert.deepEqual(await statuses(all), Array(10).fill(200));
     assert.equal(server.calls.refresh, 1);
     assert.equal(server.revoked, false);
+    assert.equal(b.tokens().accessToken, 'at-2');
+  });
+
+  // The race seen on a loaded machine: tab a refreshes under the lock,
+  // writes storage, posts the new tokens and lets go of the lock; tab b,
+  // waiting for the lock, gets it before a's storage write or a's message
+  // has reached it, and presents the refresh token a has just rotated. Here
+  // b's copy of storage never sees a's writes, and a's messages reach b
+  // only when the test lets them through (held).
+  const modes = [
+    { name: 'bearer', server: () => new FakeServer(), client: {} },
+    { name: 'cookie', server: () => new FakeServer({ cookieMode: true }), client: { mode: 'cookie' } },
+    {
+      name: 'oauth2',
+      server: () => new FakeServer(),
+      client: { oauth2: { tokenEndpoint: `${BASE}/oauth2/token`, clientId: 'spa' } },
+      begin: async (a, server) => {
+        const g = server.grant();
+        await a.setTokens({ accessToken: g.accessToken, refreshToken: g.refreshToken, expiresIn: g.expiresIn });
+      },
+    },
+  ];
+
+  async function laggingPair(t, m, b = {}) {
+    const ch = heldChannel();
+    const lagging = new MemoryStorage();
+    const handoff = handoffStore();
+    const { server, clk, a, b: tabB, shared } = twoTabs(t, {
+      server: m.server(),
+      client: { handoffStore: handoff, ...m.client },
+      b: { storage: lagging, BroadcastChannel: ch.BroadcastChannel, ...b },
+    });
+    const key = `silentrefresh:${shared.key}`;
+    if (m.begin) await m.begin(a, server);
+    else await a.login('alice', 'pw');
+    await until(() => tabB.tokens()?.accessToken === 'at-1', 'b has the session');
+    lagging.setItem(key, shared.storage.getItem(key));
+    ch.hold();
+    return { server, clk, a, b: tabB, ch, lagging, key, shared, handoff };
+  }
+
+  for (const m of modes) {
+    it(`${m.name}: the tab that gets the lock next waits for the last holder's tokens (strict rotation)`, async (t) => {
+      const { server, clk, a, b, ch, handoff } = await laggingPair(t, m);
+      expire(clk, a);
+      const reads = handoff.reads;
+      const ra = a(`${BASE}/api/me`);
+      const rb = b(`${BASE}/api/me`);
+      // a refreshes; b gets the lock, finds the store behind the handoff
+      // and waits (or, without the handoff, refreshes with the old token).
+      await until(() => server.calls.refresh >= 2 || (server.calls.refresh === 1 && ch.held.length > 0 && handoff.reads >= reads + 2), 'b holds the lock after a');
+      ch.deliver();
+      assert.deepEqual(await statuses([ra, rb]), [200, 200]);
+      assert.equal(server.calls.refresh, 1, 'one refresh across the tabs');
+      assert.equal(server.revoked, false, 'the strict server saw a refresh token twice');
+      assert.equal(b.tokens().accessToken, a.tokens().accessToken);
+    });
+  }
+
+  it("a holder whose predecessor's tokens never arrive gives up in time, keeping the session", async (t) => {
+    const { server, clk, a, b, ch, handoff } = await laggingPair(t, modes[0], { refreshTimeout: 200 });
+    expire(clk, a);
+    assert.equal((await a(`${BASE}/api/me`)).status, 200);
+    assert.equal(handoff.writes, 2, 'the login and the refresh recorded their generation');
+    await assert.rejects(b(`${BASE}/api/me`), (e) => e instanceof RefreshError && e.temporary);
+    assert.equal(server.calls.refresh, 1);
+    assert.equal(server.revoked, false);
+    assert.equal(b.reauth.length, 0);
+    ch.deliver();
+    assert.equal((await b(`${BASE}/api/me`)).status, 200);
+    assert.equal(server.calls.refresh, 1);
     assert.equal(b.tokens().accessToken, 'at-2');
   });
 
