@@ -13,21 +13,7 @@ BASE=${1:?usage: bench/ab.sh REVISION}
 ROUNDS=${ROUNDS:-5}
 DURATION=${DURATION:-6s}
 WORKERS=${WORKERS:-64}
-if [ -z "${PEERS:-}" ]; then
-	for p in ../shared/peers ../../shared/peers /work/shared/peers; do
-		if [ -f "$p/go.mod" ]; then PEERS=$(cd "$p" && pwd); break; fi
-	done
-fi
-[ -n "${PEERS:-}" ] || { echo "ab.sh: set PEERS to the peers module (../shared/peers)" >&2; exit 1; }
-TMP=$(mktemp -d /tmp/silentrefresh-ab.XXXXXX)
-export SILENTREFRESH_PG_DIR=${SILENTREFRESH_PG_DIR:-$(mktemp -d /tmp/silentrefresh-pg.XXXXXX)}
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	scripts/postgres.sh destroy >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
+. bench/harness.sh ab
 mkdir "$TMP/base-src"
 git archive "$BASE" | tar -x -C "$TMP/base-src"
 (cd "$TMP/base-src" && CGO_ENABLED=0 go build -o "$TMP/base" ./cmd/silentrefresh)

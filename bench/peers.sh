@@ -23,22 +23,7 @@ ROOT=$PWD
 ROUNDS=${ROUNDS:-3}
 DURATION=${DURATION:-8s}
 WORKERS=${WORKERS:-64}
-if [ -z "${PEERS:-}" ]; then
-	for p in ../shared/peers ../../shared/peers /work/shared/peers; do
-		if [ -f "$p/go.mod" ]; then PEERS=$(cd "$p" && pwd); break; fi
-	done
-fi
-[ -n "${PEERS:-}" ] || { echo "peers.sh: set PEERS to the peers module (../shared/peers)" >&2; exit 1; }
-
-TMP=$(mktemp -d /tmp/silentrefresh-peers.XXXXXX)
-export SILENTREFRESH_PG_DIR=${SILENTREFRESH_PG_DIR:-$(mktemp -d /tmp/silentrefresh-pg.XXXXXX)}
-PIDS=()
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
-	scripts/postgres.sh destroy >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
+. bench/harness.sh peers
 
 echo "building into $TMP" >&2
 (cd "$PEERS" && go build -o "$TMP/fosite" ./cmd/fositeserver && go build -o "$TMP/refreshbench" ./cmd/refreshbench && go build -o "$TMP/bearerbench" ./cmd/bearerbench)

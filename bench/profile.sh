@@ -11,22 +11,8 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-8s}
 WORKERS=${WORKERS:-64}
 OUT=${OUT:-$PWD/profiles}
-if [ -z "${PEERS:-}" ]; then
-	for p in ../shared/peers ../../shared/peers /work/shared/peers; do
-		if [ -f "$p/go.mod" ]; then PEERS=$(cd "$p" && pwd); break; fi
-	done
-fi
-[ -n "${PEERS:-}" ] || { echo "profile.sh: set PEERS to the peers module (../shared/peers)" >&2; exit 1; }
+. bench/harness.sh prof
 mkdir -p "$OUT"
-TMP=$(mktemp -d /tmp/silentrefresh-prof.XXXXXX)
-export SILENTREFRESH_PG_DIR=${SILENTREFRESH_PG_DIR:-$(mktemp -d /tmp/silentrefresh-pg.XXXXXX)}
-PID=
-cleanup() {
-	if [ -n "$PID" ]; then kill "$PID" 2>/dev/null || true; wait "$PID" 2>/dev/null || true; fi
-	scripts/postgres.sh destroy >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
 (cd "$PEERS" && go build -o "$TMP/refreshbench" ./cmd/refreshbench)
 CGO_ENABLED=0 go build -o "$TMP/silentrefresh" ./cmd/silentrefresh
 eval "$(scripts/postgres.sh start)"
@@ -37,10 +23,10 @@ declare -A DB=([sqlite]="sqlite:$TMP/sr.db" [postgres]="$PGDB")
 for b in sqlite postgres; do
 	printf 'pw\n' | "$TMP/silentrefresh" user add --db "${DB[$b]}" --username alice --password-stdin >/dev/null
 	"$TMP/silentrefresh" serve --addr 127.0.0.1:18090 --db "${DB[$b]}" --log-level warn --cpu-profile "$OUT/$b.pprof" >"$TMP/$b.log" 2>&1 &
-	PID=$!
+	PIDS=("$!")
 	for _ in $(seq 200); do (exec 3<>/dev/tcp/127.0.0.1/18090) 2>/dev/null && break; sleep 0.05; done
 	"$TMP/refreshbench" -url http://127.0.0.1:18090/oauth2/token -d "$DURATION" -workers "$WORKERS" | tee "$OUT/$b.txt"
-	kill -TERM "$PID"; wait "$PID" || true; PID=
+	kill -TERM "${PIDS[0]}"; wait "${PIDS[0]}" || true; PIDS=()
 	echo "== $b: $(grep -h . "$OUT/$b.txt" | tr '\n' ' ')"
 	go tool pprof -top -cum -nodecount=60 "$OUT/$b.pprof" 2>/dev/null | head -75
 done

@@ -50,6 +50,8 @@ run_go() {
 	# The Python resource server of examples/ runs on Debian's python3 with
 	# PyJWT and cryptography.
 	need python3-jwt python3-cryptography
+	# The throwaway PostgreSQL of the store and e2e tests.
+	[ -x "${PG_BIN:-/usr/lib/postgresql/15/bin}/initdb" ] || need postgresql
 	echo "== go vet"
 	go vet ./...
 	echo "== starting a throwaway PostgreSQL"
