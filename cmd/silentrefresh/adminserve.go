@@ -91,15 +91,7 @@ func startAdmin(addr string, h http.Handler, log *slog.Logger, stdout io.Writer)
 	if err != nil {
 		return nil, fmt.Errorf("--admin-addr: %w", err)
 	}
-	hs := &http.Server{
-		Handler:           h,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(h, log)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)

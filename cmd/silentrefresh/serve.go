@@ -202,15 +202,7 @@ func runServe(ctx context.Context, args []string, _ io.Reader, stdout, stderr io
 // then shuts down gracefully: no new connections, requests in flight
 // finish within timeout.
 func serveUntilDone(ctx context.Context, ln net.Listener, srv *server.Server, log *slog.Logger, timeout time.Duration, started func()) error {
-	hs := &http.Server{
-		Handler:           srv,
-		ReadHeaderTimeout: 10 * time.Second,
-		ReadTimeout:       30 * time.Second,
-		WriteTimeout:      30 * time.Second,
-		IdleTimeout:       120 * time.Second,
-		MaxHeaderBytes:    64 << 10,
-		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
-	}
+	hs := newHTTPServer(srv, log)
 	gcCtx, stopGC := context.WithCancel(ctx)
 	defer stopGC()
 	go srv.CollectExpired(gcCtx, time.Hour)
@@ -234,6 +226,21 @@ func serveUntilDone(ctx context.Context, ln net.Listener, srv *server.Server, lo
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// newHTTPServer is the http.Server of every listener of serve (the API
+// and the admin one): bounded header, read, write and idle times, and its
+// errors logged as warnings.
+func newHTTPServer(h http.Handler, log *slog.Logger) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      30 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    64 << 10,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
 }
 
 // defaultIssuer is the issuer when --issuer is not given: the listener's
