@@ -54,13 +54,6 @@ func randomSecret() ([]byte, error) {
 	return b, nil
 }
 
-// requestURL is the URL a request was sent to as its client saw it: the
-// server's public base URL (Config.Issuer) and the request's path. A
-// proof's htu is compared with it.
-func (s *Server) requestURL(r *http.Request) string {
-	return s.cfg.Issuer + r.URL.EscapedPath()
-}
-
 // setNonce sends the current DPoP nonce, when the server asks for nonces,
 // so that the client's next proof can carry it (RFC 9449 section 8.2).
 func (s *Server) setNonce(w http.ResponseWriter) {
@@ -86,7 +79,7 @@ type proof struct {
 // valid, so that requests without one cannot fill the replay cache.
 func (s *Server) tokenProof(w http.ResponseWriter, r *http.Request) (proof, error) {
 	s.setNonce(w)
-	p, err := s.dpop.Check(r.Context(), r.Header.Values("DPoP"), dpop.Request{Method: r.Method, URL: s.requestURL(r)})
+	p, err := s.dpop.Check(r.Context(), r.Header.Values("DPoP"), dpop.Request{Method: r.Method, URL: dpop.RequestURL(r, s.cfg.Issuer)})
 	if errors.Is(err, dpop.ErrNoProof) {
 		return proof{}, nil
 	}

@@ -62,10 +62,7 @@ func (s *Server) handleIntrospect(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, inactive)
 		return
 	}
-	cid := in.Family.ClientID
-	if cid == "" {
-		cid = session.PublicClientID
-	}
+	cid := in.Family.TokenClientID()
 	reply := map[string]any{}
 	maps.Copy(reply, in.Claims)
 	maps.Copy(reply, map[string]any{

@@ -111,14 +111,15 @@ func (s *Server) login(r *http.Request, username, password string, cl caller, sc
 	if err != nil {
 		return session.Grant{}, err
 	}
+	if len(g.Evicted) > 0 {
+		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
+	}
 	if id.LiveClaims {
 		// A built-in user (UserTable): close the race with an operator
 		// disabling or deleting it.
 		if err := s.afterLogin(r.Context(), id.Subject, g); err != nil {
 			return session.Grant{}, err
 		}
-	} else if len(g.Evicted) > 0 {
-		s.log.Info("session cap: least recently used sessions revoked", "sub", id.Subject, "sids", g.Evicted)
 	}
 	s.log.Info("login", "sub", id.Subject, "sid", g.Family.ID, "dpop", pr.jkt != "")
 	return g, nil

@@ -127,23 +127,25 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeError(w, e)
 		return
 	}
-	if owner, err := s.refreshTokenClient(r, tok); err != nil {
+	// token_type_hint is only a hint (section 2.1): both kinds are tried,
+	// whatever it says, the access token first (it needs no database).
+	claims, verr := s.verifier.Verify(r.Context(), tok)
+	var owner string
+	var err error
+	if verr == nil {
+		owner, err = s.confidentialOwner(r, claims.ClientID)
+	} else {
+		owner, err = s.refreshTokenClient(r, tok)
+	}
+	switch {
+	case err != nil:
 		s.internalError(w, r, err)
 		return
-	} else if owner != "" && !(cl.Authenticated && cl.ID == owner) {
+	case owner != "" && !(cl.Authenticated && cl.ID == owner):
 		writeClientError(w, invalidClient("the token was issued to a confidential client; only that client, authenticated, may revoke it"))
 		return
 	}
-	// token_type_hint is only a hint (section 2.1): both kinds are tried,
-	// whatever it says.
-	if claims, err := s.verifier.Verify(r.Context(), tok); err == nil {
-		if owner, err := s.confidentialOwner(r, claims.ClientID); err != nil {
-			s.internalError(w, r, err)
-			return
-		} else if owner != "" && !(cl.Authenticated && cl.ID == owner) {
-			writeClientError(w, invalidClient("the token was issued to a confidential client; only that client, authenticated, may revoke it"))
-			return
-		}
+	if verr == nil {
 		// A DPoP-bound access token comes with no proof here: as at the
 		// JSON API's logout, it ends nothing.
 		if claims.KeyThumbprint == "" {

@@ -188,12 +188,8 @@ func (s *Server) loggedOutEverywhere(w http.ResponseWriter, n int64) {
 // session is stored, either the operator's change revoked it or this
 // look-up sees the change. In the second case the new session is revoked
 // and the login refused. subject must be a user of the store's user table
-// (a login checked against it); it also logs the sessions the login
-// evicted past the per-user cap.
+// (a login checked against it).
 func (s *Server) afterLogin(ctx context.Context, subject string, g session.Grant) error {
-	if len(g.Evicted) > 0 {
-		s.log.Info("session cap: least recently used sessions revoked", "sub", subject, "sids", g.Evicted)
-	}
 	now, err := s.store.UserByID(ctx, subject)
 	if err == nil && !now.Disabled() {
 		return nil
@@ -204,7 +200,7 @@ func (s *Server) afterLogin(ctx context.Context, subject string, g session.Grant
 	if err := s.engine.RevokeSession(ctx, g.Family.ID, session.RevokeUserDisabled); err != nil {
 		return err
 	}
-	s.metrics.logins.WithLabelValues("invalid_credentials").Inc()
+	s.metrics.logins.WithLabelValues(loginInvalidCredentials).Inc()
 	return &apiError{Status: http.StatusUnauthorized, Code: "invalid_credentials", Description: "unknown username or wrong password"}
 }
 

@@ -454,10 +454,7 @@ func (e *Engine) refreshExpiry(now time.Time, f Family) time.Time {
 // scope, claims and DPoP key (m.jkt, unless empty) of m.
 func (e *Engine) grant(ctx context.Context, now time.Time, f Family, refresh string, refreshExp time.Time, o Outcome, m minted) (Grant, error) {
 	exp := accessExpiry(now, e.cfg.AccessTTL, f.ExpiresAt)
-	cid := f.ClientID
-	if cid == "" {
-		cid = PublicClientID
-	}
+	cid := f.TokenClientID()
 	at, err := e.minter.Mint(ctx, token.Claims{
 		Subject:   f.Subject,
 		ExpiresAt: exp,

@@ -32,6 +32,15 @@ type Family struct {
 	RevokeReason string
 }
 
+// TokenClientID is the client_id claim of the family's tokens: its
+// ClientID, or PublicClientID for a login that named no client.
+func (f Family) TokenClientID() string {
+	if f.ClientID == "" {
+		return PublicClientID
+	}
+	return f.ClientID
+}
+
 // Revoked reports whether the family has been revoked.
 func (f Family) Revoked() bool { return !f.RevokedAt.IsZero() }
 
