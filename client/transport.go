@@ -29,9 +29,6 @@ func (c *Client) roundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	r2 := req.Clone(req.Context())
-	if r2.Header == nil {
-		r2.Header = make(http.Header)
-	}
 	resp, err := c.sendAuthorized(req, r2, st)
 	if err != nil || resp.StatusCode != http.StatusUnauthorized {
 		return resp, err
@@ -93,9 +90,6 @@ func (c *Client) rejected(req *http.Request, st *state, resp *http.Response) (*h
 			return nil, err
 		}
 		r3 := req.Clone(ctx)
-		if r3.Header == nil {
-			r3.Header = make(http.Header)
-		}
 		if body != nil {
 			r3.Body = body
 		}
@@ -135,8 +129,6 @@ func bearerRejected(h http.Header) bool {
 	}
 	return false
 }
-
-// await waits for a token newer than seen (which is expired or was
 
 func closeBody(req *http.Request) {
 	if req.Body != nil {

@@ -7,7 +7,6 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/prometheus/common/expfmt"
@@ -16,29 +15,7 @@ import (
 	"github.com/silentrefresh/silentrefresh/server"
 )
 
-// ScrapeRefreshOutcomes reads server.MetricRefreshes{outcome=...}
-// from the /metrics endpoint of each base URL and returns the counts by
-// outcome ("rotated", "grace_replay", "reused", ...), summed over the
-// replicas.
-func ScrapeRefreshOutcomes(ctx context.Context, hc *http.Client, baseURLs []string) (map[string]float64, error) {
-	sum := make(map[string]float64)
-	var errs []error
-	for _, base := range baseURLs {
-		m, err := scrapeOne(ctx, hc, strings.TrimRight(base, "/")+"/metrics")
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		for k, v := range m {
-			sum[k] += v
-		}
-	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return sum, nil
-}
-
+// scrapeOne reads the refresh outcomes of one /metrics URL.
 func scrapeOne(ctx context.Context, hc *http.Client, u string) (map[string]float64, error) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
