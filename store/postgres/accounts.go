@@ -269,17 +269,5 @@ func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time,
 // chunks of deleteChunk, each its own statement. It takes no family lock:
 // no exchange writes a consumed token.
 func (s *Store) DeleteSpentTokens(ctx context.Context, before time.Time) (int64, error) {
-	var total int64
-	for {
-		var n int64
-		err := s.do(ctx, "delete spent tokens", true, func(ctx context.Context) error {
-			tag, err := s.pool.Exec(ctx, deleteSpentSQL, before, deleteChunk)
-			n = tag.RowsAffected()
-			return err
-		})
-		total += n
-		if err != nil || n < deleteChunk {
-			return total, err
-		}
-	}
+	return s.deleteInChunks(ctx, "delete spent tokens", deleteSpentSQL, before)
 }

@@ -109,10 +109,20 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, err
 DELETE FROM families WHERE id IN (
 	SELECT id FROM families WHERE expires_at < $1 ORDER BY id LIMIT $2 FOR UPDATE
 )`
+	return s.deleteInChunks(ctx, "delete expired", q, before)
+}
+
+// deleteChunk is how many rows one statement of deleteInChunks removes.
+const deleteChunk = 1000
+
+// deleteInChunks runs q, a DELETE of at most $2 rows older than $1, until
+// a statement removes fewer than deleteChunk, and returns how many rows it
+// removed in all.
+func (s *Store) deleteInChunks(ctx context.Context, what, q string, before time.Time) (int64, error) {
 	var total int64
 	for {
 		var n int64
-		err := s.do(ctx, "delete expired", true, func(ctx context.Context) error {
+		err := s.do(ctx, what, true, func(ctx context.Context) error {
 			tag, err := s.pool.Exec(ctx, q, before, deleteChunk)
 			n = tag.RowsAffected()
 			return err
@@ -123,9 +133,6 @@ DELETE FROM families WHERE id IN (
 		}
 	}
 }
-
-// deleteChunk is how many families one DeleteExpired statement removes.
-const deleteChunk = 1000
 
 // Exchange reads the chain of the token, calls decide and applies its
 // Change in one transaction that holds the family row lock.
