@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/silentrefresh/silentrefresh/admin"
+	"github.com/silentrefresh/silentrefresh/store/dsn"
 	"github.com/silentrefresh/silentrefresh/user"
 )
 
@@ -62,7 +63,7 @@ func (f opFlags) parse(args []string) error {
 // Unlike "user add" and "serve", it does not create a SQLite file that is
 // not there: a mistyped path is an error, not a new empty database.
 func (f opFlags) operator(ctx context.Context) (*admin.Operator, func(), error) {
-	if path, ok := sqlitePath(*f.db); ok && path != "" {
+	if path, ok := dsn.SQLitePath(*f.db); ok && path != "" {
 		if _, err := os.Stat(path); err != nil {
 			return nil, nil, fmt.Errorf("%s: --db %s: no database there: %w", f.fs.Name(), *f.db, err)
 		}
@@ -208,17 +209,3 @@ func newTable(w io.Writer, header ...string) *table {
 func (t *table) row(cells ...string) { fmt.Fprintln(t.tw, strings.Join(cells, "\t")) }
 
 func (t *table) flush() error { return t.tw.Flush() }
-
-// sqlitePath is the file path of a SQLite DSN (the forms store/dsn opens),
-// and whether dsn is one.
-func sqlitePath(dsn string) (string, bool) {
-	for _, prefix := range []string{"sqlite://", "sqlite:", "file:"} {
-		if p, ok := strings.CutPrefix(dsn, prefix); ok {
-			return p, true
-		}
-	}
-	if strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://") {
-		return dsn, true
-	}
-	return "", false
-}

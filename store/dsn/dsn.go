@@ -37,16 +37,25 @@ func Open(ctx context.Context, dsn string) (store.Store, error) {
 			return nil, err
 		}
 		return st, nil
-	case strings.HasPrefix(dsn, "sqlite://"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite://"))
-	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "sqlite:"))
-	case strings.HasPrefix(dsn, "file:"):
-		return openSQLite(ctx, strings.TrimPrefix(dsn, "file:"))
-	case strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://"):
-		return openSQLite(ctx, dsn)
+	}
+	if path, ok := SQLitePath(dsn); ok {
+		return openSQLite(ctx, path)
 	}
 	return nil, fmt.Errorf("%w %q: use sqlite:PATH or postgres://USER@HOST/DB", ErrUnknown, Redact(dsn))
+}
+
+// SQLitePath is the file path of a SQLite DSN (sqlite://PATH, sqlite:PATH,
+// file:PATH, or a bare PATH ending in .db), and whether dsn is one.
+func SQLitePath(dsn string) (string, bool) {
+	for _, prefix := range []string{"sqlite://", "sqlite:", "file:"} {
+		if p, ok := strings.CutPrefix(dsn, prefix); ok {
+			return p, true
+		}
+	}
+	if strings.HasSuffix(dsn, ".db") && !strings.Contains(dsn, "://") {
+		return dsn, true
+	}
+	return "", false
 }
 
 func openSQLite(ctx context.Context, path string) (store.Store, error) {
