@@ -7,7 +7,6 @@ package session
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"errors"
 	"fmt"
 	"time"
@@ -211,7 +210,7 @@ func (e *Engine) LoginBound(ctx context.Context, subject, clientID, jkt string) 
 func (e *Engine) login(ctx context.Context, l Login) (Grant, error) {
 	subject, clientID, jkt := l.Subject, l.ClientID, l.KeyThumbprint
 	now := e.now()
-	rt, err := token.NewRefreshToken()
+	rt, err := token.NewRefreshToken(now)
 	if err != nil {
 		return Grant{}, fmt.Errorf("session: login: %w", err)
 	}
@@ -274,14 +273,14 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 func (e *Engine) refresh(ctx context.Context, req RefreshRequest) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(req.Token)
-	successor := token.SuccessorToken(e.secret, req.Token)
+	successor := token.SuccessorToken(e.secret, req.Token, now)
 	succHash := token.HashRefreshToken(successor)
 
 	var d decision
 	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
 		var ch Change
 		var err error
-		d, ch, err = e.decide(c, req, now, succHash)
+		d, ch, err = e.decide(c, req, now, successor, succHash)
 		return ch, err
 	})
 	switch {
@@ -300,7 +299,7 @@ func (e *Engine) refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 	if d.mint.jkt == "" {
 		d.mint.jkt = req.KeyThumbprint
 	}
-	return e.grant(ctx, now, d.fam, successor, d.expires, d.outcome, d.mint)
+	return e.grant(ctx, now, d.fam, d.successor, d.expires, d.outcome, d.mint)
 }
 
 // decision is what decide concluded about one refresh, besides the Change.
@@ -311,14 +310,18 @@ type decision struct {
 	fam     Family
 	expires time.Time // of the refresh token answered
 	mint    minted    // what the new access token carries
+	// successor is the refresh token answered: the one rotated to, or
+	// the stored successor a grace replay answers again.
+	successor string
 }
 
 // decide applies the rotation rules to the chain c of req's token at now;
-// succHash is the hash of the successor derived from it. It is pure: it
+// successor is the token a rotation at now derives from it, succHash its
+// hash. It is pure: it
 // reads only its arguments and the engine's configuration and clock, as a
 // store may call it more than once. A scope wider than the session's is a
 // *ScopeError, which writes nothing.
-func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, succHash []byte) (decision, Change, error) {
+func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, successor string, succHash []byte) (decision, Change, error) {
 	f, t, jkt := c.Family, c.Token, req.KeyThumbprint
 	d := decision{fam: f}
 	switch {
@@ -350,7 +353,7 @@ func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, succHash []b
 		d.refusal = ReasonClientMismatch
 		return d, Change{}, nil
 	case !t.Consumed():
-		d.outcome = OutcomeRotated
+		d.outcome, d.successor = OutcomeRotated, successor
 		d.expires = e.refreshExpiry(now, f)
 		next := &RefreshToken{
 			Hash:       succHash,
@@ -365,7 +368,14 @@ func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, succHash []b
 		return d, Change{Consume: next, ConsumedAt: e.now()}, nil
 	case e.cfg.Grace > 0 && !now.After(t.ConsumedAt.Add(e.cfg.Grace)):
 		s := c.Successor
-		if s == nil || subtle.ConstantTimeCompare(s.Hash, succHash) != 1 {
+		var again string
+		ok := s != nil
+		if ok {
+			// The successor was issued at the rotation, which its
+			// stored hash records: derive it again for that instant.
+			again, ok = token.ReplaySuccessor(e.secret, req.Token, s.Hash)
+		}
+		if !ok {
 			// The stored successor is not the derived one: the secret
 			// changed under us. Refuse rather than fork the chain.
 			d.refusal = ReasonSuperseded
@@ -382,7 +392,7 @@ func (e *Engine) decide(c Chain, req RefreshRequest, now time.Time, succHash []b
 			d.refusal = ReasonClientMismatch
 			return d, Change{}, nil
 		}
-		d.outcome = OutcomeGraceReplay
+		d.outcome, d.successor = OutcomeGraceReplay, again
 		d.expires = s.ExpiresAt
 		return d, Change{}, nil
 	default:

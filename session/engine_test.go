@@ -2,6 +2,9 @@ package session_test
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
 	"errors"
 	"path/filepath"
 	"sync"
@@ -115,8 +118,8 @@ func TestRefreshRules(t *testing.T) {
 		if g2.Outcome != session.OutcomeRotated || g2.RefreshToken == g.RefreshToken || g2.Family.ID != g.Family.ID {
 			t.Fatalf("grant = %+v", g2)
 		}
-		if want := token.SuccessorToken(secret(t, f), g.RefreshToken); g2.RefreshToken != want {
-			t.Fatal("successor is not HMAC-SHA256(secret, token)")
+		if want := token.SuccessorToken(secret(t, f), g.RefreshToken, f.clock.Now()); g2.RefreshToken != want {
+			t.Fatal("successor is not the issue time and HMAC-SHA256(secret, token)")
 		}
 		toks, err := f.store.FamilyTokens(ctx, g.Family.ID)
 		if err != nil || len(toks) != 2 || toks[1].Generation != 1 || !toks[0].Consumed() {
@@ -381,5 +384,66 @@ func TestGraceCountsFromTheRotation(t *testing.T) {
 	}
 	if again.RefreshToken != first.RefreshToken {
 		t.Error("the grace replay answered another successor")
+	}
+}
+
+// TestTokensOfTheEarlierFormat: a session whose tokens were issued before
+// refresh tokens carried their issue time (43 characters, hashed whole,
+// successors the bare HMAC) keeps working across the upgrade: its token
+// rotates, and a retry inside the grace window of a rotation made by the
+// earlier format gets that very successor back, not a superseded refusal.
+func TestTokensOfTheEarlierFormat(t *testing.T) {
+	ctx := context.Background()
+	f := newFixture(t, session.Config{AccessTTL: time.Minute, RefreshTTL: time.Hour, SessionTTL: 3 * time.Hour, Grace: 10 * time.Second})
+	key := secret(t, f)
+	legacySuccessor := func(tok string) string {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(tok))
+		return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	}
+	open := func(id, tok string) {
+		t.Helper()
+		now := f.clock.Now()
+		fam := session.Family{ID: id, Subject: "alice", CreatedAt: now, ExpiresAt: now.Add(3 * time.Hour)}
+		first := session.RefreshToken{Hash: token.HashRefreshToken(tok), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		if _, err := f.store.CreateFamilyCapped(ctx, fam, first, 0, ""); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := "0123456789abcdefghijklmnopqrstuvwxyzABCDEFG" // 43 characters
+	if len(old) != 43 {
+		t.Fatal(len(old))
+	}
+
+	// An old token rotates to a successor of the new format.
+	open("fam-old-1", old)
+	g, err := f.engine.Refresh(ctx, old, "")
+	if err != nil || g.Outcome != session.OutcomeRotated || len(g.RefreshToken) != 54 {
+		t.Fatalf("refresh of an old token = %+v, %v", g, err)
+	}
+	if g2, err := f.engine.Refresh(ctx, g.RefreshToken, ""); err != nil || g2.Outcome != session.OutcomeRotated {
+		t.Fatalf("refresh of its successor = %+v, %v", g2, err)
+	}
+
+	// A rotation the earlier format made, then the client's retry.
+	old2 := "Z123456789abcdefghijklmnopqrstuvwxyzABCDEFG"
+	open("fam-old-2", old2)
+	succ := legacySuccessor(old2)
+	now := f.clock.Now()
+	err = f.store.Exchange(ctx, token.HashRefreshToken(old2), func(c session.Chain) (session.Change, error) {
+		return session.Change{ConsumedAt: now, Consume: &session.RefreshToken{
+			Hash: token.HashRefreshToken(succ), FamilyID: c.Family.ID, Generation: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+		}}, nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.clock.Advance(time.Second)
+	g, err = f.engine.Refresh(ctx, old2, "")
+	if err != nil || g.Outcome != session.OutcomeGraceReplay || g.RefreshToken != succ {
+		t.Fatalf("retry of a rotation of the earlier format = %+v, %v; want the replay of %q", g, err, succ)
+	}
+	if g, err := f.engine.Refresh(ctx, succ, ""); err != nil || g.Outcome != session.OutcomeRotated {
+		t.Fatalf("refresh of the old successor = %+v, %v", g, err)
 	}
 }

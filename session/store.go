@@ -57,9 +57,9 @@ func (f Family) Check() error {
 }
 
 // RefreshToken is the stored form of one refresh token. The plaintext is
-// never stored: Hash is its SHA-256.
+// never stored: Hash is token.HashRefreshToken of it.
 type RefreshToken struct {
-	Hash       []byte    // SHA-256 of the token as sent to the client (32 bytes)
+	Hash       []byte    // token.HashRefreshToken of the token as sent to the client (32 bytes)
 	FamilyID   string    // the family it belongs to
 	Generation int64     // 0 for the token issued at login, then 1, 2, ...
 	IssuedAt   time.Time // when it was issued

@@ -7,8 +7,10 @@
 // the server itself, NewRemoteKeySet for resource servers that only see the
 // JWKS document (see JWKS).
 //
-// Refresh tokens are opaque random strings. Only their SHA-256
-// (HashRefreshToken) is ever stored; SuccessorToken derives the token that
-// replaces one on rotation, so that a repeated exchange within the grace
-// window can answer the very same successor without keeping plaintext.
+// Refresh tokens are opaque to clients: an issue-time prefix and 32 secret
+// bytes (refreshtoken.go). Only their hash (HashRefreshToken) is ever
+// stored; SuccessorToken derives the token that replaces one on rotation,
+// and ReplaySuccessor derives it again from its stored hash, so that a
+// repeated exchange within the grace window can answer the very same
+// successor without keeping plaintext.
 package token

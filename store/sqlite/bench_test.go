@@ -12,6 +12,7 @@ import (
 
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/storetest"
+	"github.com/silentrefresh/silentrefresh/token"
 )
 
 // benchVariants are the layouts compared by the benchmarks: the default
@@ -61,6 +62,11 @@ func openBench(b *testing.B, o options) *Store {
 type chain struct {
 	cur session.RefreshToken
 	n   int
+	// random gives the successors random hashes, as tokens of the format
+	// before the issue-time prefix had; by default they are real tokens'
+	// hashes (token.HashRefreshToken), in issue order.
+	random bool
+	tok    string
 }
 
 var chainIDs atomic.Int64
@@ -69,19 +75,32 @@ func newChain(b *testing.B, s *Store) *chain {
 	id := fmt.Sprintf("fam-%d", chainIDs.Add(1))
 	now := time.Now().UTC()
 	f := session.Family{ID: id, Subject: "bench", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
-	first := session.RefreshToken{Hash: storetest.Hash(id + "-0"), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	tok, err := token.NewRefreshToken(now)
+	if err != nil {
+		b.Fatal(err)
+	}
+	first := session.RefreshToken{Hash: token.HashRefreshToken(tok), FamilyID: id, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
 	if _, err := s.CreateFamilyCapped(context.Background(), f, first, 0, ""); err != nil {
 		b.Fatal(err)
 	}
-	return &chain{cur: first}
+	return &chain{cur: first, tok: tok}
 }
+
+var benchSecret = []byte("benchmark rotation secret")
 
 // rotate is one Exchange through a decide that consumes.
 func (c *chain) rotate(b *testing.B, s *Store) {
 	c.n++
 	now := time.Now().UTC()
+	var h []byte
+	if c.random {
+		h = storetest.Hash(fmt.Sprintf("%s-%d", c.cur.FamilyID, c.n))
+	} else {
+		c.tok = token.SuccessorToken(benchSecret, c.tok, now)
+		h = token.HashRefreshToken(c.tok)
+	}
 	next := &session.RefreshToken{
-		Hash: storetest.Hash(fmt.Sprintf("%s-%d", c.cur.FamilyID, c.n)), FamilyID: c.cur.FamilyID,
+		Hash: h, FamilyID: c.cur.FamilyID,
 		Generation: c.cur.Generation + 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
 	}
 	err := s.Exchange(context.Background(), c.cur.Hash, func(ch session.Chain) (session.Change, error) {
@@ -123,18 +142,29 @@ func BenchmarkExchange(b *testing.B) {
 
 // BenchmarkExchange64 is 64 goroutines each rotating its own family, the
 // load of the HTTP benchmarks without HTTP, with the CPU time of the
-// process per rotation beside the wall time.
+// process per rotation beside the wall time: with the hashes of real
+// tokens, in issue order ("ordered"), and with random hashes, as tokens
+// had before their issue-time prefix ("random"), in the same run.
 func BenchmarkExchange64(b *testing.B) {
-	s := openBench(b, defaultOptions())
-	b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
-	cpu0 := processCPU(b)
-	b.RunParallel(func(pb *testing.PB) {
-		c := newChain(b, s)
-		for pb.Next() {
-			c.rotate(b, s)
+	for _, random := range []bool{false, true} {
+		name := "ordered"
+		if random {
+			name = "random"
 		}
-	})
-	b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		b.Run(name, func(b *testing.B) {
+			s := openBench(b, defaultOptions())
+			b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			cpu0 := processCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				c := newChain(b, s)
+				c.random = random
+				for pb.Next() {
+					c.rotate(b, s)
+				}
+			})
+			b.ReportMetric(float64((processCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-µs/op")
+		})
+	}
 }
 
 // processCPU is the user and system CPU time of this process so far.
