@@ -571,6 +571,17 @@ func TestDatabaseHoldsNoRefreshToken(t *testing.T) {
 		if bytes.Contains(files, []byte(rt)) {
 			t.Fatalf("refresh token %s… stored in plaintext", rt[:6])
 		}
+		// Nor its secret part in binary (the part behind the 8-byte
+		// issue-time prefix), nor any 16 bytes of it.
+		raw, err := base64.RawURLEncoding.DecodeString(rt)
+		if err != nil || len(raw) != 40 {
+			t.Fatalf("refresh token %s… is not 40 bytes of base64url: %v", rt[:6], err)
+		}
+		for i := 8; i+16 <= len(raw); i += 8 {
+			if bytes.Contains(files, raw[i:i+16]) {
+				t.Fatalf("refresh token %s…: secret bytes %d..%d stored", rt[:6], i, i+16)
+			}
+		}
 	}
 }
 
