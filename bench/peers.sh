@@ -112,10 +112,13 @@ done
 RSS_SQLITE=$(hwm sqlite)
 RSS_PG=$(hwm postgres)
 
+declare -A BASE=([sqlite]=http://127.0.0.1:18080 [postgres]=http://127.0.0.1:18081)
 for r in $(seq "$ROUNDS"); do
-	for u in healthz api/heartbeat; do
-		"$TMP/bearerbench" -token-url "${URL[sqlite]}" -url "http://127.0.0.1:18080/$u" -d "$DURATION" -workers "$WORKERS" >"$TMP/bearer-${u//\//_}-$r.txt"
-		echo "round $r sqlite /$u: $(cat "$TMP/bearer-${u//\//_}-$r.txt")" >&2
+	for b in sqlite postgres; do
+		for u in healthz api/heartbeat; do
+			"$TMP/bearerbench" -token-url "${URL[$b]}" -url "${BASE[$b]}/$u" -d "$DURATION" -workers "$WORKERS" >"$TMP/bearer-$b-${u//\//_}-$r.txt"
+			echo "round $r $b /$u: $(cat "$TMP/bearer-$b-${u//\//_}-$r.txt")" >&2
+		done
 	done
 done
 
@@ -130,8 +133,6 @@ medratio() {
 F=$(med refresh-fosite)
 S=$(med refresh-sqlite)
 P=$(med refresh-postgres)
-H=$(med bearer-healthz)
-B=$(med bearer-api_heartbeat)
 
 echo
 echo "$(date -u +%F), $(nproc) cores, load average $(cut -d' ' -f1-3 /proc/loadavg), $ROUNDS rounds of $DURATION, $WORKERS workers, medians"
@@ -142,9 +143,13 @@ echo "| ory/fosite, in-memory store, HMAC tokens (not durable) | $F | 1.00× | $
 echo "| silentrefresh on SQLite (synchronous=FULL, group commit) | $S | $(medratio refresh-sqlite refresh-fosite) | $(medcpu sqlite) µs | $RSS_SQLITE MiB |"
 echo "| silentrefresh on PostgreSQL (fsync on, batched commits) | $P | $(medratio refresh-postgres refresh-fosite) | $(medcpu postgres) µs (server + PostgreSQL) | $RSS_PG MiB |"
 echo
-echo "| bearer-checked request, $WORKERS workers, SQLite | requests/s | vs /healthz |"
+echo "| bearer-checked request, $WORKERS workers | requests/s | vs /healthz of the same server |"
 echo "|---|---:|---:|"
-echo "| \`GET /healthz\` (the HTTP floor of the same server) | $H | 1.00× |"
-echo "| \`GET /api/heartbeat\` (signature, claims, session check) | $B | $(medratio bearer-api_heartbeat bearer-healthz) |"
+for b in sqlite postgres; do
+	name=SQLite
+	[ "$b" = postgres ] && name=PostgreSQL
+	echo "| $name: \`GET /healthz\` (the HTTP floor) | $(med "bearer-$b-healthz") | 1.00× |"
+	echo "| $name: \`GET /api/heartbeat\` (signature, claims, session check) | $(med "bearer-$b-api_heartbeat") | $(medratio "bearer-$b-api_heartbeat" "bearer-$b-healthz") |"
+done
 echo
 echo "Ratios are medians of the per-round ratios (each round runs the backends one after the other)."
