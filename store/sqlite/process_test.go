@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/storetest"
 )
@@ -180,6 +181,17 @@ func TestChildProcess(t *testing.T) {
 			return
 		}
 		fmt.Printf("child: revoked\n")
+	case "client":
+		// Give client "app" a new secret (clientcache_test.go).
+		if err := s.RemoveClient(ctx, "app"); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		if err := s.AddClient(ctx, registry.Client{ID: "app", SecretHash: "from child " + id, CreatedAt: storetest.T0}); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		fmt.Printf("child: replaced\n")
 	default:
 		t.Fatalf("unknown child job %q", job)
 	}
