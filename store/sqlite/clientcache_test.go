@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -373,9 +375,18 @@ func TestClientCacheFlood(t *testing.T) {
 	wantCached(t, s, "app", &app)
 	wantCached(t, s, "web", nil)
 	const flood, every = 20 * clientCacheSlots, 64
+	heap := func() uint64 {
+		var m runtime.MemStats
+		runtime.GC()
+		runtime.ReadMemStats(&m)
+		return m.HeapAlloc
+	}
+	heap0 := heap()
 	missed := 0
 	for i := range flood {
-		lookup(t, s, fmt.Sprintf("random-%d-%d", i, time.Now().UnixNano()))
+		// Made-up ids as long as a client_id may be, the most memory each.
+		id := fmt.Sprintf("random-%d-", i)
+		lookup(t, s, id+strings.Repeat("x", registry.MaxIDLen-len(id)))
 		if i%every == 0 {
 			if cachedClient(s, "web") == nil {
 				missed++
@@ -383,11 +394,12 @@ func TestClientCacheFlood(t *testing.T) {
 			lookup(t, s, "web")
 		}
 	}
+	grown := int64(heap()) - int64(heap0)
 	if cachedClient(s, "app") == nil {
 		t.Error("a flood of unregistered client_ids evicted a registered client")
 	}
 	// With one slot per answer, the real public client is pushed out when
-	// a random id lands in its slot between two of its lookups (64/1024 =
+	// a made-up id lands in its slot between two of its lookups (64/1024 =
 	// 6%); with a second chance only when two do (0.2%).
 	if max := flood / every / 50; missed > max {
 		t.Errorf("the public client in use missed %d times in %d lookups during the flood, want at most %d", missed, flood/every, max)
@@ -400,10 +412,13 @@ func TestClientCacheFlood(t *testing.T) {
 			}
 		}
 	}
-	if n > 2*clientCacheSlots {
-		t.Errorf("%d answers remembered, want at most %d", n, 2*clientCacheSlots)
+	// Remembering every made-up id would hold flood × MaxIDLen = 5 MiB of
+	// ids alone; the slots hold at most 1024 of them, 0.25 MiB.
+	if limit := int64(flood * registry.MaxIDLen / 4); grown > limit {
+		t.Errorf("the heap grew by %d bytes during a flood of %d made-up ids, want at most %d", grown, flood, limit)
 	}
-	t.Logf("%d answers remembered after %d random ids; the public client in use missed %d of %d lookups", n, flood, missed, flood/every)
+	t.Logf("%d answers remembered and the heap %+d bytes after %d made-up ids of %d bytes; the public client in use missed %d of %d lookups",
+		n, grown, flood, registry.MaxIDLen, missed, flood/every)
 	// An id too long for the registry is answered, and not remembered.
 	long := string(make([]byte, registry.MaxIDLen+1))
 	for range 2 {
