@@ -170,8 +170,9 @@ func (c *clientCache) drop() {
 	}
 }
 
-func (c *clientCache) slot(slots []atomic.Pointer[clientEntry], id string) *atomic.Pointer[clientEntry] {
-	return &slots[maphash.String(c.seed, id)%clientCacheSlots]
+// slot is the index of id's slots in found and missing.
+func (c *clientCache) slot(id string) uint64 {
+	return maphash.String(c.seed, id) % clientCacheSlots
 }
 
 // get returns the answer for id remembered for st's version, or nil.
@@ -179,8 +180,9 @@ func (c *clientCache) get(st *registryState, id string) *clientEntry {
 	if c == nil || st == nil {
 		return nil
 	}
+	i := c.slot(id)
 	for _, slots := range [][]atomic.Pointer[clientEntry]{c.found, c.missing} {
-		if e := c.slot(slots, id).Load(); e != nil && e.id == id && e.version == st.version {
+		if e := slots[i].Load(); e != nil && e.id == id && e.version == st.version {
 			if !e.used.Load() {
 				e.used.Store(true)
 			}
@@ -204,7 +206,7 @@ func (c *clientCache) put(st *registryState, id string, cl registry.Client, foun
 	if found {
 		slots = c.found
 	}
-	s := c.slot(slots, id)
+	s := &slots[c.slot(id)]
 	if old := s.Load(); old != nil && old.id != id && old.version == st.version && old.used.Load() {
 		old.used.Store(false) // a second chance for an answer in use
 		return

@@ -49,6 +49,7 @@ func BenchmarkClient(b *testing.B) {
 				return n
 			}
 			b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			b.ReportAllocs()
 			tokens0, cpu0 := tokens(), processCPU(b)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
