@@ -71,3 +71,44 @@ func BenchmarkClient(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkClientRefresh is the store's part of a refresh: per op, the
+// client lookup and one rotation, from 64 goroutines each rotating its own
+// family (group commits), with the client cache on and off in the same
+// run. Every commit makes the next lookup read the registry version, so
+// the cache saves what lookups per commit exceed one; cpu-ns/op is the CPU
+// time of the process per refresh.
+func BenchmarkClientRefresh(b *testing.B) {
+	for _, cached := range []bool{true, false} {
+		b.Run(map[bool]string{true: "cached", false: "uncached"}[cached], func(b *testing.B) {
+			s := openBench(b, defaultOptions())
+			ctx := context.Background()
+			if err := s.AddClient(ctx, registry.Client{ID: "app", SecretHash: "h", Scopes: []string{"read"}, CreatedAt: time.Now()}); err != nil {
+				b.Fatal(err)
+			}
+			var versionReads, rowReads atomic.Int64
+			if cached {
+				s.clients.beforeVersion = func() { versionReads.Add(1) }
+				s.clients.afterRead = func(string) { rowReads.Add(1) }
+			} else {
+				s.clients = nil
+			}
+			b.SetParallelism((64 + runtime.GOMAXPROCS(0) - 1) / runtime.GOMAXPROCS(0))
+			cpu0 := processCPU(b)
+			b.RunParallel(func(pb *testing.PB) {
+				c := newChain(b, s)
+				for pb.Next() {
+					if _, err := s.Client(ctx, "app"); err != nil {
+						b.Error(err)
+						return
+					}
+					c.rotate(b, s)
+				}
+			})
+			b.ReportMetric(float64((processCPU(b)-cpu0).Nanoseconds())/float64(b.N), "cpu-ns/op")
+			if cached {
+				b.ReportMetric(float64(versionReads.Load()+rowReads.Load())/float64(b.N), "stmts/lookup")
+			}
+		})
+	}
+}
