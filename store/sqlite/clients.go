@@ -54,16 +54,40 @@ func scanClient(sc interface{ Scan(...any) error }) (registry.Client, error) {
 	return c, nil
 }
 
+// errClientNotFound is the answer of Client for an unregistered ID.
+var errClientNotFound = fmt.Errorf("sqlite: client: %w", registry.ErrNotFound)
+
+const qClient = `SELECT ` + clientColumns + ` FROM clients WHERE id = ?`
+
 // Client returns the client with the given ID, or an error wrapping
-// registry.ErrNotFound.
+// registry.ErrNotFound. While the registry is unchanged since it last read
+// the ID, it answers from memory (clientcache.go); a change committed by
+// any connection of any process is seen by the next lookup.
 func (s *Store) Client(ctx context.Context, id string) (registry.Client, error) {
-	c, err := scanClient(s.rs.queryRow(ctx, nil, `SELECT `+clientColumns+` FROM clients WHERE id = ?`, id))
+	if err := ctx.Err(); err != nil {
+		return registry.Client{}, fmt.Errorf("sqlite: client: %w", context.Cause(ctx))
+	}
+	st, err := s.clients.current(ctx)
+	if err != nil {
+		return registry.Client{}, err
+	}
+	if e := s.clients.get(st, id); e != nil {
+		return e.answer()
+	}
+	// A primary-key read on a read-only connection, run without the
+	// caller's cancellation as the session lookup is (session.go).
+	c, err := scanClient(s.rs.queryRow(context.WithoutCancel(ctx), nil, qClient, id))
+	if s.clients != nil && s.clients.afterRead != nil {
+		s.clients.afterRead(id)
+	}
 	if errors.Is(err, sql.ErrNoRows) {
-		return registry.Client{}, fmt.Errorf("sqlite: client: %w", registry.ErrNotFound)
+		s.clients.put(st, id, registry.Client{}, false)
+		return registry.Client{}, errClientNotFound
 	}
 	if err != nil {
 		return registry.Client{}, wrap("client", err)
 	}
+	s.clients.put(st, id, c, true)
 	return c, nil
 }
 

@@ -1,9 +1,7 @@
 package sqlite
 
 import (
-	"bytes"
 	"hash/maphash"
-	"os"
 	"sync/atomic"
 
 	"github.com/silentrefresh/silentrefresh/session"
@@ -18,13 +16,9 @@ import (
 // again — a revocation is seen the instant it commits, wherever it
 // committed.
 //
-// The state is the WAL-index header that SQLite keeps in the shared-memory
-// file beside the database (PATH-shm): every connection that commits
-// rewrites it before its commit returns — a change counter, the last valid
-// frame, the frame checksums and the salts of the log — and it is written
-// twice, the second copy first, so that a reader that finds both copies
-// equal has a consistent one. Reading it is one pread of 96 bytes, against
-// a statement on a pooled connection for the lookup.
+// The state is the WAL-index header in the database's shared-memory file
+// (walindex.go): one pread of 96 bytes, against a statement on a pooled
+// connection for the lookup.
 //
 // Any commit makes every entry stale, so under a refresh load (a commit
 // every few milliseconds) few lookups are answered from memory; on a
@@ -34,57 +28,42 @@ import (
 // a hash of the ID: a family evicts the one in its slot).
 const familyCacheSlots = 4096
 
-// walHeaderSize is the size of one copy of the WAL-index header.
-const walHeaderSize = 48
-
 // familyCache remembers families read by Family. Its zero value, and a nil
 // *familyCache, remember nothing.
 type familyCache struct {
-	shm   *os.File // PATH-shm, read-only
+	wal   *walIndex // shared with the client cache, closed by close
 	seed  maphash.Seed
 	slots []atomic.Pointer[familyEntry]
 }
 
 type familyEntry struct {
 	id  string
-	wal [walHeaderSize]byte // the log's state when fam was read
+	wal walHeader // the log's state when fam was read
 	fam session.Family
 }
 
 // newFamilyCache opens the shared-memory file of the database at abs, or
-// returns nil (no cache) if it cannot.
+// returns nil (no cache) if it cannot be read.
 func newFamilyCache(abs string) *familyCache {
-	f, err := os.Open(abs + "-shm")
-	if err != nil {
+	w := openWALIndex(abs)
+	if w == nil {
 		return nil
 	}
-	c := &familyCache{shm: f, seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[familyEntry], familyCacheSlots)}
-	if _, ok := c.walState(); !ok {
-		f.Close()
+	return &familyCache{wal: w, seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[familyEntry], familyCacheSlots)}
+}
+
+// walIndex returns the header reader of the cache, nil if c is nil.
+func (c *familyCache) walIndex() *walIndex {
+	if c == nil {
 		return nil
 	}
-	return c
+	return c.wal
 }
 
 func (c *familyCache) close() {
 	if c != nil {
-		c.shm.Close()
+		c.wal.close()
 	}
-}
-
-// walState returns the current WAL-index header, or false if it cannot be
-// read consistently (being rewritten, or not a WAL database).
-func (c *familyCache) walState() (h [walHeaderSize]byte, ok bool) {
-	var b [2 * walHeaderSize]byte
-	if n, err := c.shm.ReadAt(b[:], 0); err != nil || n != len(b) {
-		return h, false
-	}
-	const isInit = 12 // offset of the header's isInit byte
-	if b[isInit] == 0 || !bytes.Equal(b[:walHeaderSize], b[walHeaderSize:]) {
-		return h, false
-	}
-	copy(h[:], b[:walHeaderSize])
-	return h, true
 }
 
 func (c *familyCache) slot(id string) *atomic.Pointer[familyEntry] {
@@ -94,11 +73,11 @@ func (c *familyCache) slot(id string) *atomic.Pointer[familyEntry] {
 // get returns the remembered family with the given ID if the log is still
 // in the state it was read in. Otherwise it returns the current state for
 // put, or ok false if there is none (then nothing may be remembered).
-func (c *familyCache) get(id string) (f session.Family, hit bool, state [walHeaderSize]byte, ok bool) {
+func (c *familyCache) get(id string) (f session.Family, hit bool, state walHeader, ok bool) {
 	if c == nil {
 		return f, false, state, false
 	}
-	state, ok = c.walState()
+	state, ok = c.wal.state()
 	if !ok {
 		return f, false, state, false
 	}
@@ -109,6 +88,6 @@ func (c *familyCache) get(id string) (f session.Family, hit bool, state [walHead
 }
 
 // put remembers f as read after the log was in the given state.
-func (c *familyCache) put(state [walHeaderSize]byte, f session.Family) {
+func (c *familyCache) put(state walHeader, f session.Family) {
 	c.slot(f.ID).Store(&familyEntry{id: f.ID, wal: state, fam: f})
 }

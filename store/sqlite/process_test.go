@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/silentrefresh/silentrefresh/registry"
 	"github.com/silentrefresh/silentrefresh/session"
 	"github.com/silentrefresh/silentrefresh/store/storetest"
 )
@@ -39,7 +40,7 @@ type child struct {
 
 // startChild runs TestChildProcess in a new process. The child blocks until
 // release closes its standard input, then does its job.
-func startChild(t *testing.T, job, path string, id int) *child {
+func startChild(t testing.TB, job, path string, id int) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestChildProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), envChild+"="+job, envPath+"="+path, fmt.Sprintf("%s=%d", envID, id))
@@ -65,7 +66,7 @@ func startChild(t *testing.T, job, path string, id int) *child {
 }
 
 // line returns the next line the child printed that starts with "child:".
-func (c *child) line(t *testing.T) string {
+func (c *child) line(t testing.TB) string {
 	t.Helper()
 	for c.out.Scan() {
 		if s, ok := strings.CutPrefix(c.out.Text(), "child: "); ok {
@@ -180,6 +181,42 @@ func TestChildProcess(t *testing.T) {
 			return
 		}
 		fmt.Printf("child: revoked\n")
+	case "rotate":
+		// Rotate one family back to back until killed, a refresh load on
+		// the file (clientcache_bench_test.go).
+		fid := "rotated-" + id
+		now := time.Now().UTC()
+		cur := session.RefreshToken{Hash: storetest.Hash(fid), FamilyID: fid, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+		f := session.Family{ID: fid, Subject: "s", CreatedAt: now, ExpiresAt: now.Add(24 * time.Hour)}
+		if _, err := s.CreateFamilyCapped(ctx, f, cur, 0, ""); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		fmt.Printf("child: rotating\n")
+		for n := 1; ; n++ {
+			next := &session.RefreshToken{
+				Hash: storetest.Hash(fmt.Sprint(fid, n)), FamilyID: fid,
+				Generation: cur.Generation + 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour),
+			}
+			if err := s.Exchange(ctx, cur.Hash, func(session.Chain) (session.Change, error) {
+				return session.Change{Consume: next, ConsumedAt: now}, nil
+			}); err != nil {
+				fmt.Printf("child: error %v\n", err)
+				return
+			}
+			cur = *next
+		}
+	case "client":
+		// Give client "app" a new secret (clientcache_test.go).
+		if err := s.RemoveClient(ctx, "app"); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		if err := s.AddClient(ctx, registry.Client{ID: "app", SecretHash: "from child " + id, CreatedAt: storetest.T0}); err != nil {
+			fmt.Printf("child: error %v\n", err)
+			return
+		}
+		fmt.Printf("child: replaced\n")
 	default:
 		t.Fatalf("unknown child job %q", job)
 	}

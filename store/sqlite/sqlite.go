@@ -70,6 +70,7 @@ type Store struct {
 	// families remembers families read while no commit happened
 	// (familycache.go); nil if the shared-memory file cannot be read.
 	families *familyCache
+	clients  *clientCache // answers of Client (clientcache.go); nil like families
 }
 
 var _ store.Store = (*Store)(nil)
@@ -166,6 +167,7 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 		return nil, wrap("open: prepare", err)
 	}
 	s.families = newFamilyCache(abs)
+	s.clients = newClientCache(s.families.walIndex(), s.rs)
 	s.startCommitter(o.onBatch)
 	return s, nil
 }
