@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"hash/maphash"
+	"math/rand/v2"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -19,10 +20,12 @@ import (
 // answers are remembered for clients (an INSERT notifies) but not for
 // families.
 //
-// Each cache is direct-mapped: a fixed array of slots, one entry per slot,
-// chosen by a seeded hash of the key, so memory is bounded by the number of
-// slots and a new entry evicts whatever shared its slot. A hit is an atomic
-// load, a hash and a string compare; no lock is taken.
+// Each cache is a fixed array of slots, one entry per slot, and a key may
+// live in either slot of the pair a seeded hash of it picks (two-way set
+// associative), so memory is bounded by the number of slots, a new entry
+// evicts one of the pair when both hold other keys, and two busy keys that
+// hash alike do not keep evicting each other. A hit is a hash, one or two
+// atomic loads and a string compare; no lock is taken.
 //
 // Invalidation and fills are ordered by gen, which counts invalidations of
 // either cache. A lookup that misses reads gen before its query and stores
@@ -139,18 +142,24 @@ type entry[V any] struct {
 }
 
 func newTable[V any](n int) table[V] {
-	if n <= 0 || n&(n-1) != 0 {
-		panic("postgres: cache size must be a power of two")
+	if n < 2 || n&(n-1) != 0 {
+		panic("postgres: cache size must be a power of two, at least 2")
 	}
 	return table[V]{seed: maphash.MakeSeed(), slots: make([]atomic.Pointer[entry[V]], n)}
 }
 
-func (t *table[V]) slot(key string) *atomic.Pointer[entry[V]] {
-	return &t.slots[maphash.String(t.seed, key)&uint64(len(t.slots)-1)]
+// set returns the two slots where key may be: a pair of neighbours.
+func (t *table[V]) set(key string) (a, b *atomic.Pointer[entry[V]]) {
+	i := maphash.String(t.seed, key) & uint64(len(t.slots)-1)
+	return &t.slots[i], &t.slots[i^1]
 }
 
 func (t *table[V]) get(key string) (V, bool) {
-	if e := t.slot(key).Load(); e != nil && e.key == key {
+	a, b := t.set(key)
+	if e := a.Load(); e != nil && e.key == key {
+		return e.val, true
+	}
+	if e := b.Load(); e != nil && e.key == key {
 		return e.val, true
 	}
 	var zero V
@@ -158,8 +167,9 @@ func (t *table[V]) get(key string) (V, bool) {
 }
 
 // fill stores the result of a query that began at generation g, unless
-// an invalidation happened since. between, if not nil, is called between
-// the first check and the store (a test hook).
+// an invalidation happened since. It takes a slot of the key's pair that
+// is free or holds the key, or else evicts one of the two. between, if not
+// nil, is called between the first check and the store (a test hook).
 func (t *table[V]) fill(gen *atomic.Uint64, g uint64, key string, v V, between func()) {
 	if gen.Load() != g {
 		return
@@ -168,7 +178,12 @@ func (t *table[V]) fill(gen *atomic.Uint64, g uint64, key string, v V, between f
 		between()
 	}
 	e := &entry[V]{key: key, val: v}
-	s := t.slot(key)
+	s, b := t.set(key)
+	if old := s.Load(); old != nil && old.key != key {
+		if old := b.Load(); old == nil || old.key == key || rand.Uint64()&1 == 0 {
+			s = b
+		}
+	}
 	s.Store(e)
 	// An invalidation that incremented gen after the check above may
 	// have looked at the slot before the store: take e out again. One
@@ -178,11 +193,14 @@ func (t *table[V]) fill(gen *atomic.Uint64, g uint64, key string, v V, between f
 	}
 }
 
-// forget removes the entry of key. The caller has incremented gen first.
+// forget removes the entries of key. The caller has incremented gen
+// first.
 func (t *table[V]) forget(key string) {
-	s := t.slot(key)
-	if e := s.Load(); e != nil && e.key == key {
-		s.CompareAndSwap(e, nil)
+	a, b := t.set(key)
+	for _, s := range [2]*atomic.Pointer[entry[V]]{a, b} {
+		if e := s.Load(); e != nil && e.key == key {
+			s.CompareAndSwap(e, nil)
+		}
 	}
 }
 

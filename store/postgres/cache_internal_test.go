@@ -798,3 +798,48 @@ func TestWithoutCache(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestTable: the two slots of a pair hold two keys that hash alike; a
+// third evicts one of them; forget finds a key in either slot; a fill
+// that raced an invalidation stores nothing.
+func TestTable(t *testing.T) {
+	var gen atomic.Uint64
+	tab := newTable[int](2) // one pair: every key hashes alike
+	tab.fill(&gen, gen.Load(), "a", 1, nil)
+	tab.fill(&gen, gen.Load(), "b", 2, nil)
+	for k, want := range map[string]int{"a": 1, "b": 2} {
+		if v, ok := tab.get(k); !ok || v != want {
+			t.Fatalf("get(%s) = %d, %v; want %d", k, v, ok, want)
+		}
+	}
+	tab.fill(&gen, gen.Load(), "c", 3, nil)
+	if v, ok := tab.get("c"); !ok || v != 3 || tab.len() != 2 {
+		t.Fatalf("get(c) = %d, %v with %d entries", v, ok, tab.len())
+	}
+	_, aOK := tab.get("a")
+	_, bOK := tab.get("b")
+	if aOK == bOK {
+		t.Fatalf("a cached %v, b cached %v; want exactly one evicted", aOK, bOK)
+	}
+	gen.Add(1)
+	tab.forget("c")
+	if _, ok := tab.get("c"); ok {
+		t.Fatal("c survived forget")
+	}
+	// A fill of the same key over itself replaces it in place.
+	g := gen.Load()
+	tab.fill(&gen, g, "c", 4, nil)
+	tab.fill(&gen, g, "c", 5, nil)
+	if v, _ := tab.get("c"); v != 5 || tab.len() != 2 {
+		t.Fatalf("get(c) = %d with %d entries", v, tab.len())
+	}
+	// Stale generation: nothing is stored; an invalidation between the
+	// check and the store takes the entry out again.
+	tab.fill(&gen, g-1, "d", 6, nil)
+	tab.fill(&gen, gen.Load(), "e", 7, func() { gen.Add(1); tab.forget("e") })
+	for _, k := range []string{"d", "e"} {
+		if _, ok := tab.get(k); ok {
+			t.Fatalf("%s stored by a stale fill", k)
+		}
+	}
+}
