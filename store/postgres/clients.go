@@ -55,6 +55,10 @@ func scanClient(row pgx.Row) (registry.Client, error) {
 	return c, nil
 }
 
+// errClientNotFound is Client's answer for an unknown ID, made once: a
+// remembered unknown client_id costs no allocation.
+var errClientNotFound = fmt.Errorf("postgres: client: %w", registry.ErrNotFound)
+
 // Client returns the client with the given ID, or registry.ErrNotFound.
 // It answers from the client cache when it can (see cache.go), unknown
 // IDs included.
@@ -66,7 +70,7 @@ func (s *Store) Client(ctx context.Context, id string) (registry.Client, error) 
 	if ch := s.cache; ch != nil && !s.closed.Load() {
 		if c, found, ok := ch.client(id); ok {
 			if !found {
-				return registry.Client{}, fmt.Errorf("postgres: client: %w", registry.ErrNotFound)
+				return registry.Client{}, errClientNotFound
 			}
 			return c, nil
 		}
@@ -91,7 +95,7 @@ func (s *Store) Client(ctx context.Context, id string) (registry.Client, error) 
 		s.cache.clients.fill(&s.cache.gen, g, id, e, s.hooks.beforeStore)
 	}
 	if !found {
-		return registry.Client{}, fmt.Errorf("postgres: client: %w", registry.ErrNotFound)
+		return registry.Client{}, errClientNotFound
 	}
 	return c, nil
 }
