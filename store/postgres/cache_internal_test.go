@@ -208,13 +208,17 @@ func TestCacheReplicaRevocation(t *testing.T) {
 	b.warm(t, "fam")
 
 	from := b.rec.mark()
+	start := time.Now()
 	if err := a.RevokeFamily(t.Context(), "fam", t0.Add(time.Minute), "logout"); err != nil {
 		t.Fatal(err)
 	}
+	committed := time.Since(start)
 	if f, err := a.Family(t.Context(), "fam"); !refused(f, err) {
 		t.Fatalf("A right after its own revocation: %+v, %v; want revoked", f, err)
 	}
 	b.rec.waitFor(t, from, "notify", "f:fam")
+	t.Logf("B applied the notification %v after A began RevokeFamily (which returned after %v)",
+		time.Since(start).Round(time.Microsecond), committed.Round(time.Microsecond))
 	f, err, hit := b.lookup(t, "fam")
 	if !refused(f, err) || hit {
 		t.Fatalf("B after the notification: %+v, %v (hit %v); want revoked, from the database", f, err, hit)
