@@ -53,10 +53,12 @@ UPDATE families SET revoked_at = $2, revoke_reason = $3
 WHERE id IN (SELECT id FROM families WHERE id = ANY($1) AND revoked_at IS NULL ORDER BY id FOR NO KEY UPDATE)
 	AND revoked_at IS NULL`
 
+	// revokeSubjectSQL returns the IDs it revoked, for the cache.
 	revokeSubjectSQL = `
 UPDATE families SET revoked_at = $2, revoke_reason = $3
 WHERE id IN (SELECT id FROM families WHERE subject = $1 AND revoked_at IS NULL ORDER BY id FOR NO KEY UPDATE)
-	AND revoked_at IS NULL`
+	AND revoked_at IS NULL
+RETURNING id`
 
 	deleteSpentSQL = `
 DELETE FROM refresh_tokens WHERE hash IN (
@@ -127,7 +129,11 @@ func (s *Store) UpdateUser(ctx context.Context, id string, c store.UserChange) (
 	if err := c.Check(); err != nil {
 		return 0, fmt.Errorf("postgres: update user: %w", err)
 	}
-	var revoked int64
+	var (
+		revoked int64
+		touched []string // every family an attempt revoked
+	)
+	defer func() { s.forgetFamilies(touched...) }()
 	err := s.inSubjectTx(ctx, "update user", id, func(ctx context.Context, tx pgx.Tx) error {
 		revoked = 0
 		var one int
@@ -150,11 +156,12 @@ func (s *Store) UpdateUser(ctx context.Context, id string, c store.UserChange) (
 			return err
 		}
 		if c.RevokeReason != "" {
-			tag, err := tx.Exec(ctx, revokeSubjectSQL, id, c.At, c.RevokeReason)
+			ids, err := revokeSubject(ctx, tx, id, c.At, c.RevokeReason)
+			touched = append(touched, ids...)
 			if err != nil {
 				return err
 			}
-			revoked = tag.RowsAffected()
+			revoked = int64(len(ids))
 		}
 		return nil
 	})
@@ -171,7 +178,11 @@ func (s *Store) CreateFamilyCapped(ctx context.Context, f session.Family, first 
 	if err := cmp.Or(f.Check(), first.Check()); err != nil {
 		return nil, fmt.Errorf("postgres: create family: %w", err)
 	}
-	var victims []string
+	var (
+		victims []string
+		touched []string // every family an attempt revoked
+	)
+	defer func() { s.forgetFamilies(touched...) }()
 	err := s.inSubjectTx(ctx, "create family", f.Subject, func(ctx context.Context, tx pgx.Tx) error {
 		victims = victims[:0]
 		if _, err := tx.Exec(ctx, `
@@ -208,6 +219,7 @@ VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		if len(victims) == 0 {
 			return nil
 		}
+		touched = append(touched, victims...)
 		_, err = tx.Exec(ctx, revokeIDsSQL, victims, f.CreatedAt, reason)
 		return err
 	})
@@ -256,18 +268,32 @@ func liveSessions(ctx context.Context, q querier, subject string, now time.Time,
 // RevokeSubject revokes every family of subject not revoked yet, holding
 // the subject's lock.
 func (s *Store) RevokeSubject(ctx context.Context, subject string, at time.Time, reason string) (int64, error) {
-	var n int64
+	var (
+		n       int64
+		touched []string // every family an attempt revoked
+	)
+	defer func() { s.forgetFamilies(touched...) }()
 	err := s.inSubjectTx(ctx, "revoke subject", subject, func(ctx context.Context, tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, revokeSubjectSQL, subject, orNow(at), reason)
-		n = tag.RowsAffected()
+		ids, err := revokeSubject(ctx, tx, subject, orNow(at), reason)
+		touched = append(touched, ids...)
+		n = int64(len(ids))
 		return err
 	})
 	return n, err
+}
+
+// revokeSubject runs revokeSubjectSQL and returns the IDs it revoked.
+func revokeSubject(ctx context.Context, tx pgx.Tx, subject string, at time.Time, reason string) ([]string, error) {
+	rows, err := tx.Query(ctx, revokeSubjectSQL, subject, at, reason)
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, pgx.RowTo[string])
 }
 
 // DeleteSpentTokens removes consumed tokens past their idle expiry in
 // chunks of deleteChunk, each its own statement. It takes no family lock:
 // no exchange writes a consumed token.
 func (s *Store) DeleteSpentTokens(ctx context.Context, before time.Time) (int64, error) {
-	return s.deleteInChunks(ctx, "delete spent tokens", deleteSpentSQL, before)
+	return s.deleteInChunks(ctx, "delete spent tokens", deleteSpentSQL, before, nil)
 }

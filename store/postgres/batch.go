@@ -354,7 +354,9 @@ func (s *Store) exchangeBatch(ctx context.Context, reqs []*exchangeReq) ([]excha
 			w.revoke(fam.ID, fam.RevokedAt, fam.RevokeReason)
 		}
 	}
-	if err := w.commit(ctx, conn.Conn()); err != nil {
+	err = w.commit(ctx, conn.Conn())
+	s.forgetFamilies(w.revokeIDs...)
+	if err != nil {
 		return nil, err
 	}
 	return results, nil

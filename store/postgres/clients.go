@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
@@ -25,6 +26,7 @@ func (s *Store) AddClient(ctx context.Context, c registry.Client) error {
 		_, err := s.pool.Exec(ctx, q, c.ID, c.SecretHash, scopes, orNow(c.CreatedAt))
 		return err
 	})
+	s.forgetClient(c.ID)
 	if uniqueViolation(err, "clients_pkey") {
 		return fmt.Errorf("postgres: add client %q: %w", c.ID, registry.ErrExists)
 	}
@@ -53,18 +55,49 @@ func scanClient(row pgx.Row) (registry.Client, error) {
 	return c, nil
 }
 
+// errClientNotFound is Client's answer for an unknown ID, made once: a
+// remembered unknown client_id costs no allocation.
+var errClientNotFound = fmt.Errorf("postgres: client: %w", registry.ErrNotFound)
+
 // Client returns the client with the given ID, or registry.ErrNotFound.
+// It answers from the client cache when it can (see cache.go), unknown
+// IDs included.
 func (s *Store) Client(ctx context.Context, id string) (registry.Client, error) {
+	var (
+		g    uint64
+		fill bool
+	)
+	if ch := s.cache; ch != nil && !s.closed.Load() {
+		if c, found, ok := ch.client(id); ok {
+			if !found {
+				return registry.Client{}, errClientNotFound
+			}
+			return c, nil
+		}
+		g, fill = ch.begin()
+	}
 	var c registry.Client
 	err := s.do(ctx, "client", true, func(ctx context.Context) error {
 		var err error
 		c, err = scanClient(s.pool.QueryRow(ctx, `SELECT `+clientColumns+` FROM clients WHERE id = $1`, id))
 		return err
 	})
-	if noRows(err) {
-		return registry.Client{}, fmt.Errorf("postgres: client: %w", registry.ErrNotFound)
+	found := err == nil
+	if err != nil && !noRows(err) {
+		return registry.Client{}, err
 	}
-	return c, err
+	if fill {
+		if s.hooks.afterQuery != nil {
+			s.hooks.afterQuery("c", id)
+		}
+		e := clientEntry{c: c, found: found}
+		e.c.Scopes = slices.Clone(c.Scopes)
+		s.cache.clients.fill(&s.cache.gen, g, id, e, s.hooks.beforeStore)
+	}
+	if !found {
+		return registry.Client{}, errClientNotFound
+	}
+	return c, nil
 }
 
 // Clients returns every registered client, ordered by ID.
@@ -97,6 +130,7 @@ func (s *Store) RemoveClient(ctx context.Context, id string) error {
 		n = tag.RowsAffected()
 		return err
 	})
+	s.forgetClient(id)
 	if err != nil {
 		return err
 	}

@@ -16,6 +16,10 @@
 // batch.go), which is what lets two cores rotate over 3,000 refresh tokens
 // a second with every commit durable.
 //
+// Family and Client answer from memory caches that LISTEN/NOTIFY keeps
+// true across replicas (cache.go, listen.go), unless Open is given
+// WithoutCache.
+//
 // Errors caused by an unreachable database (refused or dropped connections,
 // timeouts, a server shutting down or starting up) wrap store.ErrUnavailable;
 // IsUnavailable reports them.
@@ -84,6 +88,31 @@ type Store struct {
 	quit    chan struct{}
 	turn    chan struct{} // held by the batcher collecting the next batch
 	workers sync.WaitGroup
+
+	// The caches of Family and Client and their listener; nil with
+	// WithoutCache.
+	cache  *caches
+	listen *listener
+	hooks  *hooks // never nil
+}
+
+// Option changes how Open sets up a Store.
+type Option func(*options)
+
+type options struct {
+	noCache          bool
+	familyN, clientN int
+	now              func() int64
+	hooks            *hooks
+}
+
+// WithoutCache turns off the caches of Family and Client: every lookup is
+// a query, and no listener connection is opened. By default the caches are
+// on; they fall back to a query per lookup by themselves whenever the
+// listener cannot vouch for them, so this is for comparisons and for
+// deployments where a LISTEN connection per replica is unwelcome.
+func WithoutCache() Option {
+	return func(o *options) { o.noCache = true }
 }
 
 var _ store.Store = (*Store)(nil)
@@ -98,7 +127,14 @@ var _ store.Store = (*Store)(nil)
 // statement_timeout=5s and idle_in_transaction_session_timeout=10s. Every
 // call is bounded by 5 s in all, so a database that is down or hung costs
 // a quick error wrapping store.ErrUnavailable, never a hang.
-func Open(ctx context.Context, dsn string) (*Store, error) {
+//
+// Unless WithoutCache is given, the store also holds one connection outside
+// the pool on which it LISTENs for the invalidations of its caches.
+func Open(ctx context.Context, dsn string, opts ...Option) (*Store, error) {
+	o := options{familyN: familySlots, clientN: clientSlots}
+	for _, opt := range opts {
+		opt(&o)
+	}
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// ParseConfigError redacts the password.
@@ -131,12 +167,19 @@ func Open(ctx context.Context, dsn string) (*Store, error) {
 	if err != nil {
 		return nil, wrap("connect", err)
 	}
-	s := &Store{pool: pool}
+	s := &Store{pool: pool, hooks: o.hooks}
+	if s.hooks == nil {
+		s.hooks = &hooks{}
+	}
 	if err := s.migrate(ctx); err != nil {
 		pool.Close()
 		return nil, err
 	}
 	s.startBatchers()
+	if !o.noCache {
+		s.cache = newCaches(o.familyN, o.clientN, o.now)
+		s.listen = startListener(cfg.ConnConfig, s.cache, s.hooks)
+	}
 	return s, nil
 }
 
@@ -198,6 +241,9 @@ func (s *Store) Ping(ctx context.Context) error {
 // with an error that wraps store.ErrUnavailable.
 func (s *Store) Close() error {
 	if s.closed.CompareAndSwap(false, true) {
+		if s.listen != nil {
+			s.listen.close()
+		}
 		s.stopBatchers()
 		s.pool.Close()
 	}

@@ -14,7 +14,18 @@ import (
 )
 
 // Family returns the family with the given ID, or session.ErrNotFound.
+// It answers from the family cache when it can (see cache.go).
 func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
+	var (
+		g    uint64
+		fill bool
+	)
+	if c := s.cache; c != nil && !s.closed.Load() {
+		if f, ok := c.family(id); ok {
+			return f, nil
+		}
+		g, fill = c.begin()
+	}
 	var f session.Family
 	err := s.do(ctx, "family", true, func(ctx context.Context) error {
 		row := s.pool.QueryRow(ctx, `SELECT `+familyColumns+` FROM families WHERE id = $1`, id)
@@ -25,7 +36,16 @@ func (s *Store) Family(ctx context.Context, id string) (session.Family, error) {
 	if noRows(err) {
 		return session.Family{}, fmt.Errorf("postgres: family: %w", session.ErrNotFound)
 	}
-	return f, err
+	if err != nil {
+		return session.Family{}, err
+	}
+	if fill {
+		if s.hooks.afterQuery != nil {
+			s.hooks.afterQuery("f", id)
+		}
+		s.cache.families.fill(&s.cache.gen, g, id, f, s.hooks.beforeStore)
+	}
+	return f, nil
 }
 
 // RevokeFamily revokes the family, keeping an earlier revocation as it is.
@@ -44,6 +64,7 @@ SELECT EXISTS (SELECT 1 FROM u) OR EXISTS (SELECT 1 FROM families WHERE id = $1)
 	err := s.do(ctx, "revoke family", true, func(ctx context.Context) error {
 		return s.pool.QueryRow(ctx, q, id, orNow(at), reason).Scan(&found)
 	})
+	s.forgetFamilies(id)
 	if err != nil {
 		return err
 	}
@@ -108,8 +129,9 @@ func (s *Store) DeleteExpired(ctx context.Context, before time.Time) (int64, err
 	const q = `
 DELETE FROM families WHERE id IN (
 	SELECT id FROM families WHERE expires_at < $1 ORDER BY id LIMIT $2 FOR UPDATE
-)`
-	return s.deleteInChunks(ctx, "delete expired", q, before)
+)
+RETURNING id`
+	return s.deleteInChunks(ctx, "delete expired", q, before, s.forgetFamilies)
 }
 
 // deleteChunk is how many rows one statement of deleteInChunks removes.
@@ -117,16 +139,32 @@ const deleteChunk = 1000
 
 // deleteInChunks runs q, a DELETE of at most $2 rows older than $1, until
 // a statement removes fewer than deleteChunk, and returns how many rows it
-// removed in all.
-func (s *Store) deleteInChunks(ctx context.Context, what, q string, before time.Time) (int64, error) {
+// removed in all. If deleted is not nil, q returns the IDs it deleted
+// (RETURNING id) and deleted is called with them.
+func (s *Store) deleteInChunks(ctx context.Context, what, q string, before time.Time, deleted func(ids ...string)) (int64, error) {
 	var total int64
 	for {
-		var n int64
+		var (
+			n   int64
+			ids []string
+		)
 		err := s.do(ctx, what, true, func(ctx context.Context) error {
+			if deleted != nil {
+				rows, err := s.pool.Query(ctx, q, before, deleteChunk)
+				if err != nil {
+					return err
+				}
+				ids, err = pgx.CollectRows(rows, pgx.RowTo[string])
+				n = int64(len(ids))
+				return err
+			}
 			tag, err := s.pool.Exec(ctx, q, before, deleteChunk)
 			n = tag.RowsAffected()
 			return err
 		})
+		if deleted != nil {
+			deleted(ids...)
+		}
 		total += n
 		if err != nil || n < deleteChunk {
 			return total, err
@@ -225,7 +263,11 @@ func (s *Store) exchange(ctx context.Context, tokenHash []byte, decide func(sess
 		_ = rollback(ctx, conn.Conn())
 		return derr, nil
 	}
-	return nil, apply(ctx, conn.Conn(), chain, change)
+	err = apply(ctx, conn.Conn(), chain, change)
+	if change.Revoke {
+		s.forgetFamilies(chain.Family.ID)
+	}
+	return nil, err
 }
 
 // readChain begins the transaction, locks the family and reads the chain.
