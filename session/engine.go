@@ -269,20 +269,42 @@ func (e *Engine) RefreshBound(ctx context.Context, refreshToken, clientID, jkt s
 	return e.RefreshWith(ctx, RefreshRequest{Token: refreshToken, ClientID: clientID, KeyThumbprint: jkt})
 }
 
-// refresh applies the rotation rules to req in one Store.Exchange.
+// refresh applies the rotation rules to req in one Store.Exchange. The
+// access token is signed while the store commits (signahead.go).
 func (e *Engine) refresh(ctx context.Context, req RefreshRequest) (Grant, error) {
 	now := e.now()
 	hash := token.HashRefreshToken(req.Token)
 	successor := token.SuccessorToken(e.secret, req.Token, now)
 	succHash := token.HashRefreshToken(successor)
 
-	var d decision
-	err := e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
-		var ch Change
-		var err error
-		d, ch, err = e.decide(c, req, now, successor, succHash)
-		return ch, err
-	})
+	sa := newSignAhead()
+	done := make(chan error, 1)
+	go func() {
+		done <- e.store.Exchange(ctx, hash, func(c Chain) (Change, error) {
+			d, ch, err := e.decide(c, req, now, successor, succHash)
+			sa.decided(d, err == nil && d.refusal == "")
+			return ch, err
+		})
+	}()
+	var (
+		err      error
+		early    Grant
+		earlySeq int // the decision early was signed for; 0 for none
+	)
+	select {
+	case err = <-done:
+	case <-sa.ready:
+		// The store has decided and is writing and committing: sign
+		// meanwhile. Nothing of it is answered unless the exchange
+		// returns without error, below.
+		if d, seq, ok := sa.latest(); ok {
+			if g, gerr := e.grantFor(ctx, now, req, d); gerr == nil {
+				early, earlySeq = g, seq
+			}
+		}
+		err = <-done
+	}
+	d, seq, _ := sa.latest()
 	switch {
 	case errors.Is(err, ErrNotFound):
 		return Grant{}, &GrantError{Reason: ReasonUnknown}
@@ -294,7 +316,14 @@ func (e *Engine) refresh(ctx context.Context, req RefreshRequest) (Grant, error)
 		return Grant{}, fmt.Errorf("session: refresh: %w", err)
 	case d.refusal != "":
 		return Grant{}, &GrantError{Reason: d.refusal, SessionID: d.fam.ID, Revoked: d.revoked}
+	case earlySeq != 0 && earlySeq == seq:
+		return early, nil
 	}
+	return e.grantFor(ctx, now, req, d)
+}
+
+// grantFor mints the grant of a refresh that decide granted.
+func (e *Engine) grantFor(ctx context.Context, now time.Time, req RefreshRequest, d decision) (Grant, error) {
 	d.mint.jkt = d.fam.KeyThumbprint
 	if d.mint.jkt == "" {
 		d.mint.jkt = req.KeyThumbprint
