@@ -40,7 +40,10 @@ type writeReq struct {
 	// already wrapped. Either rolls the request back to its savepoint.
 	op   func(ctx context.Context, tx *batchTx) (decideErr, err error)
 	what string // the operation, for error messages
-	done chan writeRes
+	// exchange is set for an Exchange: the one request that keeps the
+	// remembered chains (chaincache.go); any other forgets them.
+	exchange bool
+	done     chan writeRes
 }
 
 type writeRes struct {
@@ -102,10 +105,16 @@ func closedErr(what string) error {
 
 // write queues op and waits for the commit of the batch that ran it.
 func (s *Store) write(ctx context.Context, what string, op func(ctx context.Context, tx *batchTx) (error, error)) (decideErr, err error) {
+	return s.queue(ctx, &writeReq{ctx: ctx, op: op, what: what})
+}
+
+// queue queues r and waits for the commit of the batch that ran it.
+func (s *Store) queue(ctx context.Context, r *writeReq) (decideErr, err error) {
+	what := r.what
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("sqlite: %s: %w", what, context.Cause(ctx))
 	}
-	r := &writeReq{ctx: ctx, op: op, what: what, done: make(chan writeRes, 1)}
+	r.done = make(chan writeRes, 1)
 	c := s.c
 	c.mu.Lock()
 	if c.closed {
@@ -191,6 +200,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 	ctx := context.Background()
 	sqlTx, err := s.w.BeginTx(ctx, nil)
 	if err != nil {
+		s.chains.invalidate()
 		for _, r := range live {
 			r.finish(writeRes{err: wrap(r.what+": begin", err)})
 		}
@@ -198,12 +208,22 @@ func (s *Store) runBatch(batch []*writeReq) {
 	}
 	defer sqlTx.Rollback()
 	tx := &batchTx{tx: sqlTx, ws: s.ws, m: make(map[string]*sql.Stmt, 8)}
+	// Under the write lock: whether anybody else wrote since the last
+	// batch, which the remembered chains depend on.
+	var dv int64
+	if err := tx.queryRow(ctx, qDataVersion).Scan(&dv); err == nil {
+		s.chains.begin(dv)
+		tx.chains = s.chains
+	} else {
+		s.chains.invalidate()
+	}
 
 	results := make([]writeRes, len(live))
 	ok := make([]bool, len(live)) // results[i] is final and waits for the commit
 	for i, r := range live {
 		res, broken := s.runOne(ctx, tx, r)
 		if broken != nil {
+			s.chains.invalidate()
 			// The transaction is gone: nothing of it will be written.
 			for j := range live {
 				if j < i && !ok[j] {
@@ -220,6 +240,7 @@ func (s *Store) runBatch(batch []*writeReq) {
 		results[i], ok[i] = res, true
 	}
 	if err := sqlTx.Commit(); err != nil {
+		s.chains.invalidate()
 		for i, r := range live {
 			if ok[i] {
 				r.finish(writeRes{err: wrap(r.what+": commit", err)})
@@ -243,6 +264,9 @@ func (s *Store) runOne(ctx context.Context, tx *batchTx, r *writeReq) (res write
 		return writeRes{err: fmt.Errorf("sqlite: %s: %w", r.what, context.Cause(r.ctx))}, nil
 	}
 	tx.sp, tx.spErr = false, nil
+	if !r.exchange && tx.chains != nil {
+		tx.chains.clear()
+	}
 	res.decideErr, res.err = r.op(ctx, tx)
 	if tx.spErr != nil {
 		return writeRes{}, tx.spErr
@@ -257,6 +281,9 @@ func (s *Store) runOne(ctx context.Context, tx *batchTx, r *writeReq) (res write
 		res.err = fmt.Errorf("sqlite: %s: %w", r.what, context.Cause(r.ctx))
 	}
 	if res.decideErr != nil || res.err != nil {
+		if tx.chains != nil {
+			tx.chains.clear()
+		}
 		if _, err := tx.run(ctx, qRollbackTo); err != nil {
 			return writeRes{}, errors.Join(res.err, err)
 		}
@@ -276,6 +303,9 @@ type batchTx struct {
 	// the error of opening it.
 	sp    bool
 	spErr error
+	// chains are the remembered chains, nil when this batch could not
+	// check that they are current.
+	chains *chainCache
 }
 
 // stmt returns the transaction's copy of the prepared statement of q.

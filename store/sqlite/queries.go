@@ -78,6 +78,10 @@ const (
 	// qPing reads the schema version from the file's header.
 	qPing = `PRAGMA schema_version`
 
+	// qDataVersion changes when another connection has committed since
+	// this one last read it (chaincache.go).
+	qDataVersion = `PRAGMA data_version`
+
 	// The savepoint around each request of a batch (batch.go).
 	qSavepoint  = `SAVEPOINT op`
 	qRollbackTo = `ROLLBACK TO op`
@@ -88,7 +92,7 @@ var writerQueries = []string{
 	qInsertFamily, qInsertToken, qChain, qConsume, qRevoke, qSecret, qInsertSecret,
 	qDeleteExpired, qInsertKey, qDeleteKey, qInsertUser,
 	qLiveSessions, qCountLive, qRevokeLive, qRevokeSubject, qDeleteSpent, // accounts.go
-	qSavepoint, qRollbackTo, qRelease,
+	qSavepoint, qRollbackTo, qRelease, qDataVersion,
 }
 
 var readerQueries = []string{qFamily, qFamilyTokens, qSecret, qSigningKeys, qUser, qPing,

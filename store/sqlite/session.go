@@ -36,9 +36,9 @@ func (s *Store) insertToken(ctx context.Context, tx *batchTx, familyID string, t
 // decide is called at most once, on the store's committing goroutine, and
 // must not call the Store.
 func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(session.Chain) (session.Change, error)) error {
-	decideErr, err := s.write(ctx, "exchange", func(ctx context.Context, tx *batchTx) (error, error) {
+	decideErr, err := s.queue(ctx, &writeReq{ctx: ctx, what: "exchange", exchange: true, op: func(ctx context.Context, tx *batchTx) (error, error) {
 		return s.exchange(ctx, tx, tokenHash, decide)
-	})
+	}})
 	if decideErr != nil {
 		return decideErr
 	}
@@ -47,6 +47,42 @@ func (s *Store) Exchange(ctx context.Context, tokenHash []byte, decide func(sess
 
 // exchange is one Exchange inside the batch's transaction.
 func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, decide func(session.Chain) (session.Change, error)) (decideErr, err error) {
+	var c session.Chain
+	if cached, ok := tx.chains.get(tokenHash); ok {
+		c = cached
+	} else if c, err = readChain(ctx, tx, tokenHash); err != nil {
+		return nil, err
+	}
+
+	ch, err := decide(c)
+	if err != nil {
+		return err, nil
+	}
+	if ch.Consume != nil {
+		if err := s.consume(ctx, tx, c, ch); err != nil {
+			return nil, err
+		}
+		if !ch.Revoke {
+			tx.chains.rotated(c, *ch.Consume)
+		}
+	}
+	if ch.Revoke {
+		tx.chains.clear()
+		if ch.RevokeAt.IsZero() {
+			return nil, errors.New("sqlite: exchange: revoke with zero RevokeAt")
+		}
+		if _, err := tx.exec(ctx, qRevoke,
+			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
+		); err != nil {
+			return nil, wrap("exchange: revoke", err)
+		}
+	}
+	return nil, nil
+}
+
+// readChain reads the chain of the token whose hash is given with the
+// chain statement.
+func readChain(ctx context.Context, tx *batchTx, tokenHash []byte) (session.Chain, error) {
 	var (
 		c                              session.Chain
 		tIssued, tExp, tConsumed       sql.NullInt64
@@ -57,17 +93,17 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 		hasAttrs, live                 bool
 		attrClaims, userClaims         sql.NullString
 	)
-	err = tx.queryRow(ctx, qChain, tokenHash).Scan(
+	err := tx.queryRow(ctx, qChain, tokenHash).Scan(
 		&c.Token.FamilyID, &c.Token.Generation, &tIssued, &tExp, &tConsumed, &tSucc,
 		&c.Family.Subject, &c.Family.ClientID, &fCreated, &fExp, &fRevoked, &c.Family.RevokeReason, &c.Family.KeyThumbprint,
 		&sHash, &sGen, &sIssued, &sExp, &sConsumed, &sSucc,
 		&hasAttrs, &c.Attributes.Scope, &attrClaims, &live, &c.Attributes.ConfidentialClient, &userClaims,
 	)
 	if errors.Is(err, sql.ErrNoRows) {
-		return nil, fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
+		return session.Chain{}, fmt.Errorf("sqlite: exchange: %w", session.ErrNotFound)
 	}
 	if err != nil {
-		return nil, wrap("exchange: read", err)
+		return session.Chain{}, wrap("exchange: read", err)
 	}
 	c.Token.Hash = append([]byte(nil), tokenHash...)
 	c.Token.IssuedAt, c.Token.ExpiresAt = fromMicros(tIssued), fromMicros(tExp)
@@ -87,29 +123,10 @@ func (s *Store) exchange(ctx context.Context, tx *batchTx, tokenHash []byte, dec
 		}
 	}
 	if err := chainClaims(&c, hasAttrs, live, attrClaims, userClaims); err != nil {
-		return nil, fmt.Errorf("sqlite: exchange: %w", err)
+		return session.Chain{}, fmt.Errorf("sqlite: exchange: %w", err)
 	}
 
-	ch, err := decide(c)
-	if err != nil {
-		return err, nil
-	}
-	if ch.Consume != nil {
-		if err := s.consume(ctx, tx, c, ch); err != nil {
-			return nil, err
-		}
-	}
-	if ch.Revoke {
-		if ch.RevokeAt.IsZero() {
-			return nil, errors.New("sqlite: exchange: revoke with zero RevokeAt")
-		}
-		if _, err := tx.exec(ctx, qRevoke,
-			ch.RevokeReason, micros(ch.RevokeAt), c.Family.ID,
-		); err != nil {
-			return nil, wrap("exchange: revoke", err)
-		}
-	}
-	return nil, nil
+	return c, nil
 }
 
 // chainClaims sets the attributes of c from the columns of qChain.

@@ -34,6 +34,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -67,6 +68,10 @@ type Store struct {
 	ws, rs *stmts
 	// c commits the writes of the request path in groups (batch.go).
 	c *committer
+	// chains are the chains the committer remembers (chaincache.go);
+	// outsideWrites counts the writer's statements outside the batches.
+	chains        *chainCache
+	outsideWrites atomic.Uint64
 	// families remembers families read while no commit happened
 	// (familycache.go); nil if the shared-memory file cannot be read.
 	families *familyCache
@@ -159,9 +164,11 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 		}
 	}
 	s.ws, s.rs = newStmts(s.w), newStmts(s.r)
+	s.ws.writes = &s.outsideWrites
 	if s.r == s.w {
 		s.rs = s.ws
 	}
+	s.chains = newChainCache(&s.outsideWrites)
 	if err := errors.Join(s.ws.prepareAll(ctx, writerQueries), s.rs.prepareAll(ctx, readerQueries)); err != nil {
 		s.Close()
 		return nil, wrap("open: prepare", err)

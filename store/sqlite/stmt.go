@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
+	"sync/atomic"
 )
 
 // stmts caches the prepared statements of one pool by their text: parsing
@@ -13,6 +14,10 @@ type stmts struct {
 	db *sql.DB
 	mu sync.Mutex
 	m  map[string]*sql.Stmt // guarded by mu
+	// writes, if set (the writer's statements), counts the statements
+	// run through exec, query and queryRow, before and after each: the
+	// writes made outside the group commit (chaincache.go).
+	writes *atomic.Uint64
 }
 
 func newStmts(db *sql.DB) *stmts { return &stmts{db: db, m: map[string]*sql.Stmt{}} }
@@ -70,8 +75,18 @@ func (c *stmts) close() error {
 	return errors.Join(errs...)
 }
 
+// counted counts a statement in writes, before and after it.
+func (c *stmts) counted() func() {
+	if c.writes == nil {
+		return func() {}
+	}
+	c.writes.Add(1)
+	return func() { c.writes.Add(1) }
+}
+
 // exec runs q on the pool, or in tx if it is not nil.
 func (c *stmts) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
+	defer c.counted()()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return nil, err
@@ -81,6 +96,7 @@ func (c *stmts) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 
 // query runs q on the pool, or in tx if it is not nil.
 func (c *stmts) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
+	defer c.counted()()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return nil, err
@@ -90,6 +106,7 @@ func (c *stmts) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 
 // queryRow runs q on the pool, or in tx if it is not nil, for one row.
 func (c *stmts) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) row {
+	defer c.counted()()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return row{err: err}
