@@ -22,13 +22,16 @@ import (
 //   - PRAGMA data_version on the writer connection, which changes when any
 //     other connection, of this process or another, has committed since it
 //     was last read;
-//   - the count of statements run on the writer connection outside the
-//     batches (user updates, subject revocations, attributes, clients,
-//     keys, the sweeps: stmts.exec, query and queryRow of the writer's
-//     statements count themselves, before and after), which data_version
-//     does not see because they use the same connection.
+//   - the statements run on the writer connection outside the batches
+//     (user updates, subject revocations, attributes, clients, keys, the
+//     sweeps: stmts.exec, query and queryRow of the writer's statements
+//     track themselves in outsideWrites), which data_version does not see
+//     because they use the same connection.
 //
-// If either moved, the batch forgets every chain. Inside the committer, a
+// If data_version moved, if a statement outside the batches finished since
+// the last batch, or if one is in flight (it may have run and released the
+// connection without having counted itself done yet), the batch forgets
+// every chain. Inside the committer, a
 // request other than an exchange (a login, a revocation), an exchange whose
 // change revokes, a request rolled back to its savepoint and a batch that
 // fails to commit forget every chain too: only a successful rotation
@@ -39,16 +42,21 @@ import (
 // them all and starts again.
 const maxChains = 1 << 16
 
-// chainCache belongs to the committing goroutine; only writes, the count of
-// statements outside it, is shared.
+// outsideWrites tracks the statements run on the writer connection outside
+// the batches: inFlight is raised before each and lowered after done is
+// counted up.
+type outsideWrites struct {
+	inFlight atomic.Int64
+	done     atomic.Uint64
+}
+
+// chainCache belongs to the committing goroutine; only writes is shared.
 type chainCache struct {
 	m map[string]session.Chain // by token hash
 	// byFamily is the token of the family whose chain is remembered.
 	byFamily map[string]string
 
-	// writes counts statements run on the writer connection outside the
-	// batches, twice each (before and after).
-	writes *atomic.Uint64
+	writes *outsideWrites
 
 	// seenWrites and dataVersion are what the last batch saw.
 	seenWrites  uint64
@@ -58,7 +66,7 @@ type chainCache struct {
 	hits int // chains answered from memory, for tests
 }
 
-func newChainCache(writes *atomic.Uint64) *chainCache {
+func newChainCache(writes *outsideWrites) *chainCache {
 	return &chainCache{m: map[string]session.Chain{}, byFamily: map[string]string{}, writes: writes}
 }
 
@@ -66,8 +74,9 @@ func newChainCache(writes *atomic.Uint64) *chainCache {
 // wrote since the last batch; dataVersion is PRAGMA data_version read in
 // the batch's transaction.
 func (c *chainCache) begin(dataVersion int64) {
-	w := c.writes.Load()
-	if !c.valid || w != c.seenWrites || dataVersion != c.dataVersion {
+	busy := c.writes.inFlight.Load() != 0
+	w := c.writes.done.Load()
+	if !c.valid || busy || w != c.seenWrites || dataVersion != c.dataVersion {
 		c.clear()
 	}
 	c.seenWrites, c.dataVersion, c.valid = w, dataVersion, true

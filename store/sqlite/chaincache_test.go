@@ -199,3 +199,37 @@ func TestChainCacheForgetsOnFailure(t *testing.T) {
 		t.Error("the chain remembered before a rolled-back request was still used")
 	}
 }
+
+// TestChainCacheBegin: a batch forgets every chain when another connection
+// committed (data_version), when a statement outside the batches finished
+// since the last batch, and while one is in flight: it may have run and
+// released the connection without having counted itself done yet.
+func TestChainCacheBegin(t *testing.T) {
+	now := time.Now().UTC()
+	prev := session.Chain{Family: session.Family{ID: "f"}, Token: session.RefreshToken{Hash: storetest.Hash("t0"), FamilyID: "f"}}
+	next := session.RefreshToken{Hash: storetest.Hash("t1"), FamilyID: "f", Generation: 1, IssuedAt: now, ExpiresAt: now.Add(time.Hour)}
+	for _, tt := range []struct {
+		name   string
+		change func(w *outsideWrites) int64 // returns the data_version of the next batch
+		keeps  bool
+	}{
+		{"nothing", func(*outsideWrites) int64 { return 7 }, true},
+		{"another connection committed", func(*outsideWrites) int64 { return 8 }, false},
+		{"a statement finished", func(w *outsideWrites) int64 { w.inFlight.Add(1); w.done.Add(1); w.inFlight.Add(-1); return 7 }, false},
+		{"a statement in flight", func(w *outsideWrites) int64 { w.inFlight.Add(1); return 7 }, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var w outsideWrites
+			c := newChainCache(&w)
+			c.begin(7)
+			c.rotated(prev, next)
+			if _, ok := c.get(next.Hash); !ok {
+				t.Fatal("a rotated chain is not remembered")
+			}
+			c.begin(tt.change(&w))
+			if _, ok := c.get(next.Hash); ok != tt.keeps {
+				t.Errorf("after %s the chain is remembered: %v, want %v", tt.name, ok, tt.keeps)
+			}
+		})
+	}
+}

@@ -34,7 +34,6 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/gofrs/flock"
@@ -71,7 +70,7 @@ type Store struct {
 	// chains are the chains the committer remembers (chaincache.go);
 	// outsideWrites counts the writer's statements outside the batches.
 	chains        *chainCache
-	outsideWrites atomic.Uint64
+	outsideWrites outsideWrites
 	// families remembers families read while no commit happened
 	// (familycache.go); nil if the shared-memory file cannot be read.
 	families *familyCache

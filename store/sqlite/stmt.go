@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"sync"
-	"sync/atomic"
 )
 
 // stmts caches the prepared statements of one pool by their text: parsing
@@ -14,10 +13,10 @@ type stmts struct {
 	db *sql.DB
 	mu sync.Mutex
 	m  map[string]*sql.Stmt // guarded by mu
-	// writes, if set (the writer's statements), counts the statements
-	// run through exec, query and queryRow, before and after each: the
-	// writes made outside the group commit (chaincache.go).
-	writes *atomic.Uint64
+	// writes, if set (the writer's statements), tracks the statements
+	// run through exec, query and queryRow: the writes made outside the
+	// group commit (chaincache.go).
+	writes *outsideWrites
 }
 
 func newStmts(db *sql.DB) *stmts { return &stmts{db: db, m: map[string]*sql.Stmt{}} }
@@ -75,13 +74,17 @@ func (c *stmts) close() error {
 	return errors.Join(errs...)
 }
 
-// counted counts a statement in writes, before and after it.
+// counted marks a statement in flight in writes until the returned
+// function is called.
 func (c *stmts) counted() func() {
 	if c.writes == nil {
 		return func() {}
 	}
-	c.writes.Add(1)
-	return func() { c.writes.Add(1) }
+	c.writes.inFlight.Add(1)
+	return func() {
+		c.writes.done.Add(1)
+		c.writes.inFlight.Add(-1)
+	}
 }
 
 // exec runs q on the pool, or in tx if it is not nil.
