@@ -40,7 +40,7 @@ import (
 
 // maxChains bounds the chains remembered; past it the committer forgets
 // them all and starts again.
-const maxChains = 1 << 16
+const maxChains = 1 << 14
 
 // outsideWrites tracks the statements run on the writer connection outside
 // the batches: inFlight is raised before each and lowered after done is
