@@ -41,6 +41,7 @@ import (
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
 
+	"github.com/silentrefresh/silentrefresh/internal/clock"
 	"github.com/silentrefresh/silentrefresh/store"
 )
 
@@ -138,7 +139,7 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 
 	// The first connection sets WAL mode, which is kept in the file, before
 	// any reader opens it.
-	if err := w.PingContext(ctx); err != nil {
+	if err := pingWhileBusy(ctx, w); err != nil {
 		w.Close()
 		return nil, wrap("open", err)
 	}
@@ -176,6 +177,39 @@ func open(ctx context.Context, path string, o options) (*Store, error) {
 	s.clients = newClientCache(s.families.walIndex(), s.rs)
 	s.startCommitter(o.onBatch)
 	return s, nil
+}
+
+// onBusyRetry, if set (by tests), is called each time pingWhileBusy tries
+// again.
+var onBusyRetry func()
+
+// pingWhileBusy opens the writer's first connection, whose pragmas turn a
+// new file to WAL mode. SQLite refuses that change at once, without its
+// busy handler, while another connection holds the file (a replica opening
+// the same new file at the same moment, say), so it tries again, with a
+// growing pause, for up to BusyTimeout.
+func pingWhileBusy(ctx context.Context, db *sql.DB) error {
+	deadline := time.Now().Add(BusyTimeout)
+	pause := 5 * time.Millisecond
+	for {
+		err := db.PingContext(ctx)
+		if err == nil || !isBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		if onBusyRetry != nil {
+			onBusyRetry()
+		}
+		if err := clock.Sleep(ctx, pause); err != nil {
+			return err
+		}
+		pause = min(2*pause, 200*time.Millisecond)
+	}
+}
+
+// isBusy reports whether err is SQLite's SQLITE_BUSY.
+func isBusy(err error) bool {
+	var se *sqlite.Error
+	return errors.As(err, &se) && se.Code()&0xff == sqlite3.SQLITE_BUSY
 }
 
 // dsn is the modernc.org/sqlite data source name of the file at abs.
