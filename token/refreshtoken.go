@@ -84,10 +84,15 @@ func SuccessorToken(secret []byte, t string, issuedAt time.Time) string {
 }
 
 func successorWithPrefix(secret []byte, t string, b []byte) string {
+	copy(b[prefixBytes:], successorSecret(secret, t))
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+// successorSecret is the secret part of t's successor, HMAC-SHA256(secret, t).
+func successorSecret(secret []byte, t string) []byte {
 	m := hmac.New(sha256.New, secret)
 	m.Write([]byte(t))
-	copy(b[prefixBytes:], m.Sum(nil))
-	return base64.RawURLEncoding.EncodeToString(b)
+	return m.Sum(nil)
 }
 
 // ReplaySuccessor returns the successor that a rotation of t derived with
@@ -96,17 +101,17 @@ func successorWithPrefix(secret []byte, t string, b []byte) string {
 // secret (or is not t's successor at all). A successor made before the
 // issue-time prefix (base64url of the HMAC alone) is recognised too.
 func ReplaySuccessor(secret []byte, t string, storedHash []byte) (string, bool) {
+	mac := successorSecret(secret, t)
 	if len(storedHash) == sha256.Size {
 		var b [prefixBytes + RefreshTokenBytes]byte
 		copy(b[:], storedHash[:prefixBytes])
-		s := successorWithPrefix(secret, t, b[:])
+		copy(b[prefixBytes:], mac)
+		s := base64.RawURLEncoding.EncodeToString(b[:])
 		if subtle.ConstantTimeCompare(HashRefreshToken(s), storedHash) == 1 {
 			return s, true
 		}
 	}
-	m := hmac.New(sha256.New, secret)
-	m.Write([]byte(t))
-	legacy := base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+	legacy := base64.RawURLEncoding.EncodeToString(mac)
 	if subtle.ConstantTimeCompare(HashRefreshToken(legacy), storedHash) == 1 {
 		return legacy, true
 	}

@@ -1,6 +1,7 @@
 package sqlite
 
 import (
+	"database/sql"
 	"sync/atomic"
 	"time"
 
@@ -48,6 +49,14 @@ const maxChains = 1 << 14
 type outsideWrites struct {
 	inFlight atomic.Int64
 	done     atomic.Uint64
+}
+
+// end counts a statement marked by stmts.counted done; nothing on nil.
+func (w *outsideWrites) end() {
+	if w != nil {
+		w.done.Add(1)
+		w.inFlight.Add(-1)
+	}
 }
 
 // chainCache belongs to the committing goroutine; only writes is shared.
@@ -134,11 +143,8 @@ func (c *chainCache) rotated(prev session.Chain, next session.RefreshToken) {
 	c.byFamily[prev.Family.ID] = string(nc.Token.Hash)
 }
 
-// stored is t as the store gives it back: microseconds, in UTC, the zero
-// time for the zero time.
+// stored is t as the store gives it back once written (micros) and read
+// (fromMicros).
 func stored(t time.Time) time.Time {
-	if t.IsZero() {
-		return time.Time{}
-	}
-	return time.UnixMicro(t.UnixMicro()).UTC()
+	return fromMicros(sql.NullInt64{Int64: t.UnixMicro(), Valid: !t.IsZero()})
 }

@@ -75,21 +75,17 @@ func (c *stmts) close() error {
 }
 
 // counted marks a statement in flight in writes until the returned
-// function is called.
-func (c *stmts) counted() func() {
-	if c.writes == nil {
-		return func() {}
+// tracker's end is called; nil without writes.
+func (c *stmts) counted() *outsideWrites {
+	if c.writes != nil {
+		c.writes.inFlight.Add(1)
 	}
-	c.writes.inFlight.Add(1)
-	return func() {
-		c.writes.done.Add(1)
-		c.writes.inFlight.Add(-1)
-	}
+	return c.writes
 }
 
 // exec runs q on the pool, or in tx if it is not nil.
 func (c *stmts) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sql.Result, error) {
-	defer c.counted()()
+	defer c.counted().end()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return nil, err
@@ -99,7 +95,7 @@ func (c *stmts) exec(ctx context.Context, tx *sql.Tx, q string, args ...any) (sq
 
 // query runs q on the pool, or in tx if it is not nil.
 func (c *stmts) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*sql.Rows, error) {
-	defer c.counted()()
+	defer c.counted().end()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return nil, err
@@ -109,7 +105,7 @@ func (c *stmts) query(ctx context.Context, tx *sql.Tx, q string, args ...any) (*
 
 // queryRow runs q on the pool, or in tx if it is not nil, for one row.
 func (c *stmts) queryRow(ctx context.Context, tx *sql.Tx, q string, args ...any) row {
-	defer c.counted()()
+	defer c.counted().end()
 	st, err := c.prepare(ctx, tx, q)
 	if err != nil {
 		return row{err: err}
